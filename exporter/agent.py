@@ -1,0 +1,219 @@
+"""The agent pipeline, shared by `run` and `demo`: the IO edge around the pure core.
+
+source events -> truth -> comparator -> metrics, and scheduler -> probers -> comparator.
+Only this module and the adapters it drives read clocks or touch sockets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from exporter.budget import Budget
+from exporter.comparator import Comparator, Observation, Outcome, ServerRef
+from exporter.dnsmsg import QueryWire
+from exporter.metrics import Metrics, Snapshot
+from exporter.objects import ObjectError, parse_service, parse_slice
+from exporter.probe import Prober, ProbeResult
+from exporter.records import Target
+from exporter.schedule import ProbeKey, Scheduler
+from exporter.selection import Selection
+from exporter.settings import Settings
+from exporter.truth import Truth, Update
+
+log = logging.getLogger(__name__)
+
+TTL_HORIZON = 600.0
+"""The TTL gauge shows the highest TTL seen in the last ten minutes."""
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectEvent:
+    kind: str
+    """Service or EndpointSlice."""
+    type: str
+    """ADDED, MODIFIED or DELETED, as the watch says."""
+    obj: Any
+
+
+@dataclass(frozen=True, slots=True)
+class Synced:
+    """The initial list is complete: changes from now on open windows."""
+
+
+SourceEvent = ObjectEvent | Synced
+
+
+class Agent:
+    def __init__(
+        self, settings: Settings, servers: Sequence[ServerRef], metrics: Metrics, *,
+        clock: Callable[[], float] = time.monotonic, wall: Callable[[], float] = time.time,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        self.clock, self.wall = clock, wall
+        selection = Selection(frozenset(settings.namespaces), settings.label_selector,
+                              settings.opt_out_annotation)
+        self.truth = Truth(settings.zone, selection.matcher(), settings.max_targets)
+        self.comparator = Comparator(settings.history)
+        self.scheduler = Scheduler(
+            Budget(settings.probe_budget_qps, settings.probe_burst), rng or random.Random(),
+            fast_interval=settings.fast_interval, fast_cap=settings.fast_cap,
+            sweep_interval=settings.sweep_interval)
+        wire = QueryWire()
+        self.probers = {s: Prober(s, settings.probe_timeout, wire, clock) for s in servers}
+        self.comparator.set_servers(self.probers)
+        self.scheduler.set_servers(tuple(sorted(self.probers)))
+        self.ready = False
+        self.outcome_listeners: list[Callable[[Outcome], None]] = []
+        self._layer_up: dict[ServerRef, bool] = {}
+        self._ttl: dict[str, deque[tuple[float, int]]] = {}
+        self._delays: deque[float] = deque(maxlen=256)
+        self._kick = asyncio.Event()
+        self._inflight: set[asyncio.Task[None]] = set()
+
+    def ingest(self, event: SourceEvent) -> None:
+        now = self.clock()
+        if isinstance(event, Synced):
+            if not self.comparator.synced:
+                self.comparator.mark_synced()
+                log.info("initial sync done: %d targets", len(self.truth.monitored))
+            self.ready = True
+            return
+        self.metrics.watch_events.labels(event.kind, event.type).inc()
+        try:
+            updates = self._apply(event, now)
+        except ObjectError as exc:
+            self.metrics.watch_events.labels(event.kind, "INVALID").inc()
+            log.warning("ignoring %s event: %s", event.kind, exc)
+            return
+        for update in updates:
+            self._absorb(update, now)
+
+    def _apply(self, event: ObjectEvent, now: float) -> list[Update]:
+        deleted = event.type == "DELETED"
+        if event.kind == "Service":
+            service = parse_service(event.obj)
+            if deleted:
+                return self.truth.delete_service(service.target, now)
+            return self.truth.apply_service(service, now)
+        one = parse_slice(event.obj)
+        if deleted:
+            return self.truth.delete_slice(one.target, one.name, now)
+        if one.invalid_addresses:
+            log.warning("EndpointSlice %s/%s: %d addresses are not IPs; skipped them",
+                        one.namespace, one.name, one.invalid_addresses)
+        return self.truth.apply_slice(one, now, self.wall() - now)
+
+    def _absorb(self, update: Update, now: float) -> None:
+        if update.stamp.trigger is not None:
+            delay = now - update.stamp.trigger
+            self._delays.append(delay)
+            self.metrics.watch_delay.observe(max(0.0, delay))
+        outcome = self.comparator.update(update)
+        self._replan(update.target, now)
+        if outcome.changed and self.comparator.synced:
+            self.scheduler.changed(update.target, now)
+            self._kick.set()
+        self._publish(outcome)
+
+    def _replan(self, target: Target, now: float) -> None:
+        self.scheduler.set_plan(target, tuple(self.comparator.questions(target)), now)
+
+    def _publish(self, outcome: Outcome) -> None:
+        self.metrics.record_windows(outcome.windows, outcome.races)
+        if outcome.windows or outcome.races:
+            for listener in self.outcome_listeners:
+                listener(outcome)
+
+    async def _probe(self, key: ProbeKey) -> None:
+        result = await self.probers[key.server].probe(key.question)
+        self.metrics.record_probe(result)
+        self._layer_up[key.server] = result.answer is not None
+        if result.answer is None:
+            return
+        self._note_ttl(result)
+        outcome = self.comparator.observe(Observation(
+            key.question, key.server, result.sent, result.received, result.answer.values))
+        if self.comparator.converged(key.target, key.server):
+            self.scheduler.settle(key.target, key.server)
+        self._publish(outcome)
+
+    def _note_ttl(self, result: ProbeResult) -> None:
+        if result.answer is None or result.answer.ttl is None or not result.answer.values:
+            return
+        seen = self._ttl.setdefault(result.server.layer, deque())
+        seen.append((result.received, result.answer.ttl))
+        while seen and seen[0][0] < result.received - TTL_HORIZON:
+            seen.popleft()
+        # Keep the deque short: a lower TTL behind a higher, newer one can never be the max.
+        while len(seen) > 1 and seen[-2][1] <= seen[-1][1]:
+            del seen[-2]
+
+    def snapshot(self) -> Snapshot:
+        """Refresh the gauges; called on the event loop right before each render."""
+        now = self.clock()
+        skew = min(self._delays) if self._delays else None
+        return Snapshot(
+            open_windows=self.comparator.open_windows(now),
+            misconfigurations=self.truth.misconfigurations(),
+            ttl={layer: max(t for _, t in seen) for layer, seen in self._ttl.items() if seen},
+            layer_up=dict(self._layer_up),
+            targets=len(self.truth.monitored),
+            targets_dropped=self.truth.dropped_total,
+            probes_deferred=self.scheduler.deferred_total,
+            skew=skew,
+        )
+
+    async def _consume(self, source: AsyncIterator[SourceEvent]) -> None:
+        async for event in source:
+            self.ingest(event)
+
+    async def _probe_loop(self) -> None:
+        while True:
+            now = self.clock()
+            for key in self.scheduler.due(now):
+                task = asyncio.create_task(self._probe(key))
+                self._inflight.add(task)
+                task.add_done_callback(self._inflight.discard)
+            wait = max(0.0, self.scheduler.next_wake(now) - self.clock())
+            self._kick.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._kick.wait(), wait)
+
+    async def _prune_loop(self) -> None:
+        while True:
+            await asyncio.sleep(5.0)
+            now = self.clock()
+            for target in self.comparator.prune(now):
+                self._replan(target, now)
+
+    async def run(self, source: AsyncIterator[SourceEvent], stop: asyncio.Event) -> None:
+        """Run until `stop` is set or the source fails; the source may also simply end."""
+        tasks = [asyncio.create_task(self._consume(source), name="consume"),
+                 asyncio.create_task(self._probe_loop(), name="probe"),
+                 asyncio.create_task(self._prune_loop(), name="prune")]
+        stopper = asyncio.create_task(stop.wait())
+        try:
+            while not stop.is_set():
+                done, _ = await asyncio.wait([stopper, *tasks],
+                                             return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    if task is not stopper and task.exception() is not None:
+                        raise task.exception()  # type: ignore[misc]
+                tasks = [t for t in tasks if t not in done]
+        finally:
+            self.ready = False
+            for task in [stopper, *tasks, *self._inflight]:
+                task.cancel()
+            await asyncio.gather(stopper, *tasks, *self._inflight, return_exceptions=True)
+            for prober in self.probers.values():
+                prober.close()

@@ -1,0 +1,58 @@
+"""The probe budget: a token bucket that also caps every one-second window. Pure code."""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+
+WINDOW = 1.01
+"""Slightly over a second, so that send-time jitter cannot squeeze an extra query into a
+one-second window as the DNS server sees it."""
+
+
+class Budget:
+    """At most `qps` sends in any window of a second, and bursts of at most `burst` at once.
+
+    A plain token bucket of capacity `burst` lets `burst + qps` through in the second after an
+    idle spell; the sliding log of the last `qps` send times makes the ceiling exact.
+    """
+
+    def __init__(self, qps: float, burst: int) -> None:
+        if qps < 1:
+            raise ValueError("qps must be at least 1")
+        if not 1 <= burst <= qps:
+            raise ValueError("burst must be between 1 and qps")
+        self.qps = qps
+        self.burst = burst
+        self._ceiling = math.floor(qps)
+        self._tokens = float(burst)
+        self._updated: float | None = None
+        self._sent: deque[float] = deque(maxlen=self._ceiling)
+
+    def _refill(self, now: float) -> None:
+        if self._updated is not None:
+            self._tokens = min(self.burst, self._tokens + (now - self._updated) * self.qps)
+        self._updated = now if self._updated is None else max(self._updated, now)
+
+    def try_take(self, now: float) -> bool:
+        """Spend one query now if the budget allows it."""
+        self._refill(now)
+        if self._tokens < 1 or self._window_full(now):
+            return False
+        self._tokens -= 1
+        self._sent.append(now)
+        return True
+
+    def _window_full(self, now: float) -> bool:
+        return len(self._sent) == self._ceiling and now - self._sent[0] < WINDOW
+
+    def next_free(self, now: float) -> float:
+        """The earliest time `try_take` can succeed."""
+        self._refill(now)
+        if self._tokens >= 1 and not self._window_full(now):
+            return now
+        at = now + max(0.0, 1 - self._tokens) / self.qps
+        if self._window_full(now):
+            at = max(at, self._sent[0] + WINDOW)
+        # Float rounding must never promise a time at which the bucket is still empty.
+        return max(at, now + 1e-6)

@@ -1,0 +1,110 @@
+"""The command line: `run`, `demo` and `check`, with flags derived from Settings."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from dataclasses import fields
+from typing import NoReturn
+
+import uvloop
+
+from exporter import __version__
+from exporter.settings import (
+    Settings,
+    SettingsError,
+    env_of,
+    field_docs,
+    flag_of,
+    load,
+    settings_for,
+)
+
+PROG = "dns-staleness-exporter"
+EXIT_USAGE = 2
+NOT_BUILT = {
+    "run": "the agent against a cluster is not built yet (issue 3)",
+    "check": "the one-shot diagnosis is not built yet (issue 6)",
+}
+
+
+class _Parser(argparse.ArgumentParser):
+    """Bad flags give one line on stderr and exit 2, like bad settings."""
+
+    def error(self, message: str) -> NoReturn:
+        print(f"{PROG}: error: {message} (see {self.prog} --help)", file=sys.stderr)
+        raise SystemExit(EXIT_USAGE)
+
+
+def _add_settings(parser: argparse.ArgumentParser, command: str) -> None:
+    docs = field_docs()
+    defaults = {f.name: f for f in fields(Settings)}
+    parser.add_argument("--config", metavar="FILE",
+                        help="YAML file of settings (keys as below, with underscores)")
+    for name in settings_for(command):
+        f = defaults[name]
+        default = f.metadata["demo"] if command == "demo" and f.metadata["demo"] else f.default
+        shown = ",".join(default) if isinstance(default, tuple) else default
+        parser.add_argument(
+            flag_of(name), dest=name, metavar=name.split("_")[-1].upper(),
+            help=f"{docs.get(name, '')} [default: {shown!r}; env {env_of(name)}]")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog=PROG, description="Measures how long each DNS layer of a Kubernetes "
+                     "node serves records of headless Services after they changed.")
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for command, text in (
+        ("run", "run the agent on this node (in-cluster config, or a kubeconfig)"),
+        ("demo", "reproduce the stale-record incident on loopback and measure it; no cluster"),
+        ("check", "diagnose one headless Service's DNS now, and exit non-zero on a problem"),
+    ):
+        sub = commands.add_parser(command, help=text, description=text)
+        if command == "check":
+            sub.add_argument("target", metavar="NAMESPACE/SERVICE")
+        _add_settings(sub, command)
+    return parser
+
+
+async def _demo(settings: Settings) -> int:
+    from exporter.demo import run_demo
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        await run_demo(settings, stop=stop)
+    except OSError as exc:
+        print(f"{PROG}: error: listen ({settings.listen}): {exc.strerror or exc}; "
+              f"pass --listen 127.0.0.1:0 for a free port", file=sys.stderr)
+        return EXIT_USAGE
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        command = "demo"
+        args = parser.parse_args(["demo", *(argv if argv is not None else sys.argv[1:])])
+    command = args.command
+    flags = {name: getattr(args, name) for name in settings_for(command)}
+    try:
+        settings = load(command, flags, os.environ, args.config)
+    except SettingsError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    logging.basicConfig(level=settings.log_level.upper(), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if command in NOT_BUILT:
+        print(f"{PROG} {command}: {NOT_BUILT[command]}; try `{PROG} demo`", file=sys.stderr)
+        return 1
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(_demo(settings))

@@ -1,0 +1,327 @@
+"""The comparator: opens and closes stale and missing windows from truth updates and probes.
+
+Pure code with no clock of its own: every input carries its time. For each (question, server)
+it keeps a cell with the last answer and the windows still open:
+
+- stale: a value the layer serves that is not in the truth. It is attributed to the truth when
+  the value left the truth after the first full sync; then closing it yields a window of
+  `t_first_absent - t_removed`.
+- missing: a value in the truth that the layer does not serve. It is attributed when the value
+  entered the truth after the first full sync; closing it yields a propagation delay.
+
+Unattributed windows (startup state, a layer that drifts on its own) show in the gauges with
+their age from first sight and never become histogram samples. A window that ends because the
+truth moved again, or that a probe sent before the change already saw closed, is a race.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+
+from exporter.records import Question, Target
+from exporter.truth import Stamp, Update
+
+STALE = "stale"
+PROPAGATION = "propagation"
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class ServerRef:
+    """One DNS server of one layer."""
+
+    layer: str
+    address: str
+
+
+@dataclass(frozen=True, slots=True)
+class Observation:
+    """A probe that got an answer. Errors never reach the comparator: they are not staleness."""
+
+    question: Question
+    server: ServerRef
+    sent: float
+    received: float
+    values: frozenset[str]
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """A closed window, one per reference clock."""
+
+    kind: str
+    target: Target
+    question: Question
+    server: ServerRef
+    value: str
+    reference: str
+    seconds: float
+    resolution: float
+    """The uncertainty of `seconds`: the gap between the two probes that bracket the end."""
+    clamped: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Race:
+    """A window that ended for a reason other than the layer catching up."""
+
+    reason: str
+    target: Target
+    question: Question
+    server: ServerRef
+    value: str
+
+
+@dataclass(slots=True)
+class Outcome:
+    windows: list[Window] = field(default_factory=list)
+    races: list[Race] = field(default_factory=list)
+    changed: bool = False
+    """The update moved the expected answer of at least one name."""
+
+
+@dataclass(slots=True)
+class _Open:
+    cause: Stamp | None
+    """The truth change behind the window; None when the truth did not cause it."""
+    first_seen: float
+    last_seen: float
+
+
+@dataclass(slots=True)
+class _Cell:
+    last_sent: float | None = None
+    last_received: float | None = None
+    served: frozenset[str] = frozenset()
+    stale: dict[str, _Open] = field(default_factory=dict)
+    missing: dict[str, _Open] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class _QuestionState:
+    target: Target
+    expected: dict[str, Stamp | None] = field(default_factory=dict)
+    removed: dict[str, Stamp] = field(default_factory=dict)
+    cells: dict[ServerRef, _Cell] = field(default_factory=dict)
+    in_truth: bool = True
+    changed_at: float = float("-inf")
+
+
+@dataclass(frozen=True, slots=True)
+class OpenWindow:
+    kind: str
+    target: Target
+    question: Question
+    server: ServerRef
+    value: str
+    age: float
+    attributed: bool
+    """False when the truth did not cause it: startup state, or a layer drifting on its own."""
+
+
+@dataclass(frozen=True, slots=True)
+class OpenSummary:
+    """Open windows of one target on one layer, for the gauges."""
+
+    stale: int
+    stale_age: float
+    missing: int
+    missing_age: float
+
+
+def _closed(
+    kind: str, qs: _QuestionState, question: Question, server: ServerRef, value: str,
+    cause: Stamp, at: float, resolution: float,
+) -> Iterator[Window]:
+    yield Window(kind, qs.target, question, server, value, "watch",
+                 max(0.0, at - cause.watch), resolution, at < cause.watch)
+    if cause.trigger is not None:
+        seconds = at - cause.trigger
+        yield Window(kind, qs.target, question, server, value, "trigger",
+                     max(0.0, seconds), resolution, seconds < 0)
+
+
+class Comparator:
+    def __init__(self, history: float = 900.0) -> None:
+        self.history = history
+        """Seconds a removed record stays attributable, and a retired name stays probed."""
+        self.servers: tuple[ServerRef, ...] = ()
+        self.synced = False
+        self._questions: dict[Question, _QuestionState] = {}
+        self._by_target: dict[Target, set[Question]] = {}
+
+    def set_servers(self, servers: Iterable[ServerRef]) -> None:
+        self.servers = tuple(sorted(set(servers)))
+        for qs in self._questions.values():
+            qs.cells = {s: qs.cells.get(s) or _Cell() for s in self.servers}
+
+    def mark_synced(self) -> None:
+        """The first full sync is done: from now on truth changes open windows."""
+        self.synced = True
+
+    def targets(self) -> list[Target]:
+        return sorted(self._by_target)
+
+    def questions(self, target: Target) -> list[Question]:
+        return sorted(self._by_target.get(target, ()))
+
+    def update(self, update: Update) -> Outcome:
+        outcome = Outcome()
+        answers = update.answers or {}
+        names = self._by_target.setdefault(update.target, set())
+        stamp = update.stamp if self.synced else None
+        for question in names | set(answers):
+            qs = self._questions.get(question)
+            if qs is None:
+                qs = _QuestionState(update.target, cells={s: _Cell() for s in self.servers})
+                self._questions[question] = qs
+                names.add(question)
+            qs.in_truth = question in answers
+            new = answers.get(question, frozenset())
+            removed = [v for v in qs.expected if v not in new]
+            added = [v for v in new if v not in qs.expected]
+            if removed or added:
+                qs.changed_at = update.stamp.watch
+                outcome.changed = True
+            for value in removed:
+                self._remove(qs, question, value, stamp, outcome)
+            for value in added:
+                self._add(qs, question, value, stamp, outcome)
+        return outcome
+
+    def _remove(
+        self, qs: _QuestionState, question: Question, value: str, stamp: Stamp | None,
+        outcome: Outcome,
+    ) -> None:
+        del qs.expected[value]
+        if stamp is not None:
+            qs.removed[value] = stamp
+        for server, cell in qs.cells.items():
+            if cell.missing.pop(value, None) is not None:
+                if stamp is not None:
+                    outcome.races.append(
+                        Race("left_truth_while_missing", qs.target, question, server, value))
+            elif stamp is not None and value in cell.served and cell.last_received is not None:
+                cell.stale[value] = _Open(stamp, stamp.watch, cell.last_received)
+
+    def _add(
+        self, qs: _QuestionState, question: Question, value: str, stamp: Stamp | None,
+        outcome: Outcome,
+    ) -> None:
+        qs.expected[value] = stamp
+        qs.removed.pop(value, None)
+        for server, cell in qs.cells.items():
+            window = cell.stale.pop(value, None)
+            if stamp is None:
+                continue
+            if window is not None:
+                reason = "returned_while_stale" if window.cause else "served_before_watch"
+                outcome.races.append(Race(reason, qs.target, question, server, value))
+            else:
+                # The last probe without the value bounds when the layer started serving it,
+                # which may be before the watch told us.
+                last = cell.last_received if cell.last_received is not None else stamp.watch
+                cell.missing[value] = _Open(stamp, stamp.watch, last)
+
+    def observe(self, obs: Observation) -> Outcome:
+        outcome = Outcome()
+        qs = self._questions.get(obs.question)
+        if qs is None:
+            return outcome
+        cell = qs.cells.setdefault(obs.server, _Cell())
+        at, answer = obs.received, obs.values
+        for value, window in list(cell.stale.items()):
+            if value in answer:
+                window.last_seen = at
+                continue
+            del cell.stale[value]
+            if window.cause is None:
+                continue
+            if obs.sent < window.cause.watch:
+                outcome.races.append(Race("layer_ahead_of_watch", qs.target, obs.question,
+                                          obs.server, value))
+            else:
+                outcome.windows += _closed(STALE, qs, obs.question, obs.server, value,
+                                           window.cause, at, at - window.last_seen)
+        for value, window in list(cell.missing.items()):
+            if value not in answer:
+                window.last_seen = at
+                continue
+            del cell.missing[value]
+            if window.cause is None:
+                continue
+            if obs.sent < window.cause.watch:
+                outcome.races.append(Race("layer_ahead_of_watch", qs.target, obs.question,
+                                          obs.server, value))
+            else:
+                outcome.windows += _closed(PROPAGATION, qs, obs.question, obs.server, value,
+                                           window.cause, at, at - window.last_seen)
+        for value in answer:
+            if value not in qs.expected and value not in cell.stale:
+                cause = qs.removed.get(value) if self.synced else None
+                cell.stale[value] = _Open(cause, at, at)
+        for value in qs.expected:
+            if value not in answer and value not in cell.missing:
+                cell.missing[value] = _Open(None, at, at)
+        cell.served, cell.last_sent, cell.last_received = answer, obs.sent, at
+        return outcome
+
+    def converged(self, target: Target, server: ServerRef) -> bool:
+        """Every name of the target was probed on the server since its last change, and agrees."""
+        for question in self._by_target.get(target, ()):
+            cell = self._questions[question].cells.get(server)
+            if cell is None or cell.stale or cell.missing:
+                return False
+            if cell.last_sent is None or cell.last_sent < self._questions[question].changed_at:
+                return False
+        return True
+
+    def prune(self, now: float) -> list[Target]:
+        """Forget retired names once settled or too old; returns targets whose names changed."""
+        touched = []
+        horizon = now - self.history
+        for question, qs in list(self._questions.items()):
+            for value, stamp in list(qs.removed.items()):
+                if stamp.watch < horizon:
+                    del qs.removed[value]
+            if qs.in_truth:
+                continue
+            settled = all(
+                not c.stale and (c.last_sent or float("-inf")) >= qs.changed_at
+                for c in qs.cells.values()
+            )
+            if settled or qs.changed_at < horizon:
+                del self._questions[question]
+                names = self._by_target[qs.target]
+                names.discard(question)
+                if not names:
+                    del self._by_target[qs.target]
+                touched.append(qs.target)
+        return sorted(set(touched))
+
+    def open_detail(self, now: float) -> Iterator[OpenWindow]:
+        """Every window open now, with its age: from the truth change, or from first sight."""
+        for question, qs in self._questions.items():
+            for server, cell in qs.cells.items():
+                for kind, found in ((STALE, cell.stale), (PROPAGATION, cell.missing)):
+                    for value, window in found.items():
+                        since = window.cause.watch if window.cause else window.first_seen
+                        yield OpenWindow(kind, qs.target, question, server, value,
+                                         now - since, window.cause is not None)
+
+    def open_windows(self, now: float) -> dict[tuple[Target, str], OpenSummary]:
+        """Per target and layer: distinct records stale or missing now, and the oldest age."""
+        ages: dict[tuple[Target, str, str], dict[tuple[Question, str], float]] = {}
+        for window in self.open_detail(now):
+            by_record = ages.setdefault((window.target, window.server.layer, window.kind), {})
+            record = (window.question, window.value)
+            by_record[record] = max(by_record.get(record, 0.0), window.age)
+        summary = {}
+        for target, layer in {(t, layer) for t, layer, _ in ages}:
+            stale = ages.get((target, layer, STALE), {})
+            missing = ages.get((target, layer, PROPAGATION), {})
+            summary[(target, layer)] = OpenSummary(
+                len(stale), max(stale.values(), default=0.0),
+                len(missing), max(missing.values(), default=0.0),
+            )
+        return summary

@@ -1,0 +1,255 @@
+"""`demo`: the stale-record incident, reproduced on loopback and measured by the real pipeline.
+
+The lab plays a headless Service with three StatefulSet pods, a CoreDNS-like server (kubernetes
+plugin TTL 5 behind `cache 30`) and a NodeLocal-like cache (`success 30`, `denial 5`, 5 s
+floor) that forwards to it, with clients keeping the caches warm. The scenario deletes web-2,
+recreates it with a new IP, and scales a second Service up from zero. The same agent as `run`
+probes both layers; each closed window is printed beside the window the lab's caches imply.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sys
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any, TextIO
+
+from prometheus_client import CollectorRegistry
+
+from exporter.agent import Agent, ObjectEvent, SourceEvent, Synced
+from exporter.comparator import PROPAGATION, STALE, Outcome, ServerRef, Window
+from exporter.lab import CacheBackend, KubernetesBackend, LabCluster, LabDnsServer, LabPod
+from exporter.metrics import Metrics
+from exporter.records import Question
+from exporter.server import HttpServer
+from exporter.settings import Settings
+
+NAMESPACE = "demo"
+CLIENT_INTERVAL = 0.5
+"""How often the lab's clients ask node-local for every name, keeping its caches warm."""
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    at: float
+    """Fraction of the run's duration."""
+    text: str
+    apply: Callable[[LabCluster], None]
+
+
+SCENARIO = (
+    Step(0.10, "delete pod web-2 (10.0.0.12)",
+         lambda c: c.delete_pod(NAMESPACE, "web", "web-2")),
+    Step(0.32, "recreate pod web-2 with a new IP (10.0.0.22)",
+         lambda c: c.set_pod(NAMESPACE, "web", LabPod("web-2", "10.0.0.22", hostname="web-2"))),
+    Step(0.55, "scale queue from 0 to 1 (queue-0, 10.0.1.10)",
+         lambda c: c.set_pod(NAMESPACE, "queue", LabPod("queue-0", "10.0.1.10",
+                                                        hostname="queue-0"))),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Measured:
+    window: Window
+    implied: float | None
+
+    @property
+    def diff(self) -> float | None:
+        return None if self.implied is None else self.window.seconds - self.implied
+
+
+class Lab:
+    def __init__(self, zone: str) -> None:
+        self.queue: asyncio.Queue[SourceEvent] = asyncio.Queue()
+        self.cluster = LabCluster(zone, self._emit)
+        kube = KubernetesBackend(self.cluster, ttl=5)
+        self.caches = {
+            "coredns": CacheBackend(kube, success=30, denial=30),
+            "node-local": CacheBackend(kube, success=30, denial=5),
+        }
+        self.caches["node-local"].upstream = self.caches["coredns"]
+        self.servers = {layer: LabDnsServer(cache, zone) for layer, cache in self.caches.items()}
+
+    def _emit(self, kind: str, type_: str, obj: dict[str, Any]) -> None:
+        self.queue.put_nowait(ObjectEvent(kind, type_, obj))
+
+    async def events(self) -> AsyncIterator[SourceEvent]:
+        while True:
+            yield await self.queue.get()
+
+    async def start(self) -> list[ServerRef]:
+        refs = []
+        for index, (layer, server) in enumerate(self.servers.items()):
+            refs.append(ServerRef(layer, await server.start(f"127.0.10.{index + 1}")))
+        self.cluster.add_service(NAMESPACE, "web")
+        for i in range(3):
+            self.cluster.set_pod(NAMESPACE, "web",
+                                 LabPod(f"web-{i}", f"10.0.0.{10 + i}", hostname=f"web-{i}"))
+        self.cluster.add_service(NAMESPACE, "queue")
+        self.queue.put_nowait(Synced())
+        return refs
+
+    async def clients(self) -> None:
+        """Applications on the node: they resolve every name through node-local."""
+        cluster = self.cluster
+        while True:
+            for service in cluster.services.values():
+                domain = cluster.domain(service)
+                names = set(cluster.answers(service)) | {Question(domain, "A")} | {
+                    Question(f"_{name}._{proto.lower()}.{domain}", "SRV")
+                    for name, _, proto in service.ports}
+                names |= {c.question for c in cluster.changes if c.question.name.endswith(domain)}
+                for question in sorted(names):
+                    self.caches["node-local"].resolve(question)
+            await asyncio.sleep(CLIENT_INTERVAL)
+
+    def implied(self, window: Window) -> float | None:
+        """The window the lab's caches imply for the change behind a measured window."""
+        added = window.kind == PROPAGATION
+        changes = [c for c in self.cluster.changes if c.question == window.question]
+        behind = [c for c in changes if c.value == window.value and c.added == added]
+        if not behind:
+            return None
+        change = behind[-1]
+        later = [c.time for c in changes if c.time > change.time]
+        end = self.caches[window.server.layer].implied_end(
+            window.question, window.value, served=not added, since=change.time,
+            until=min(later, default=float("inf")))
+        return 0.0 if end is None else max(0.0, end - change.time)
+
+    def close(self) -> None:
+        for server in self.servers.values():
+            server.close()
+
+
+def _short(window: Window) -> str:
+    name = window.question.name.removesuffix(f".{NAMESPACE}.svc.cluster.local.")
+    return f"{name} {window.question.rtype} {window.value.replace('.svc.cluster.local.', '')}"
+
+
+def _seconds(value: float | None) -> str:
+    return "-" if value is None else f"{value:6.2f}s"
+
+
+class View:
+    """The live terminal view; plain lines when the output is not a terminal."""
+
+    def __init__(self, out: TextIO, lab: Lab, agent: Agent, started: float) -> None:
+        self.out, self.lab, self.agent, self.started = out, lab, agent, started
+        self.live = out.isatty()
+        self.timeline: list[str] = []
+        self.closed: list[Measured] = []
+        self.races = 0
+
+    def stamp(self) -> str:
+        return f"[{time.monotonic() - self.started:5.1f}s]"
+
+    def event(self, text: str) -> None:
+        self._line(f"{self.stamp()} event: {text}")
+
+    def _line(self, text: str) -> None:
+        self.timeline.append(text)
+        if not self.live:
+            print(text, file=self.out, flush=True)
+
+    def on_outcome(self, outcome: Outcome) -> None:
+        self.races += len(outcome.races)
+        for window in outcome.windows:
+            if window.reference != "watch":
+                continue
+            measured = Measured(window, self.lab.implied(window))
+            self.closed.append(measured)
+            self._line(
+                f"{self.stamp()} closed {window.kind:<11} {window.server.layer:<10} "
+                f"{_short(window):<44} measured {_seconds(window.seconds)} "
+                f"implied {_seconds(measured.implied)}")
+
+    def open_rows(self) -> list[str]:
+        rows = []
+        for w in sorted(self.agent.comparator.open_detail(time.monotonic()),
+                        key=lambda w: (w.server.layer, w.kind, str(w.question), w.value)):
+            kind = "stale" if w.kind == STALE else "missing"
+            rows.append(f"  {w.server.layer:<10} {kind:<8} {w.question.name:<40} "
+                        f"{w.question.rtype:<4} {w.value:<38} {w.age:6.1f}s")
+        return rows
+
+    def redraw(self, remaining: float) -> None:
+        lines = [f"dns-staleness-exporter demo: {remaining:4.0f}s left "
+                 f"(stale = served but gone from the truth; missing = in the truth, not served)",
+                 "", "timeline:", *self.timeline[-14:], "", "open windows now:",
+                 *(self.open_rows() or ["  none: every layer agrees with the truth"])]
+        self.out.write("\x1b[H\x1b[J" + "\n".join(lines) + "\n")
+        self.out.flush()
+
+    def summary(self, fast_interval: float) -> str:
+        header = (f"{'layer':<10} {'kind':<11} {'record':<46} {'measured':>9} "
+                  f"{'implied':>9} {'diff':>8}")
+        rows = [header, "-" * len(header)]
+        within = 0
+        for m in self.closed:
+            w = m.window
+            ok = m.diff is not None and -0.05 <= m.diff <= fast_interval + 0.05
+            within += ok
+            rows.append(f"{w.server.layer:<10} {w.kind:<11} {_short(w):<46} "
+                        f"{_seconds(w.seconds):>9} {_seconds(m.implied):>9} "
+                        f"{_seconds(m.diff):>8}{'' if ok else '  <- off'}")
+        open_now = list(self.agent.comparator.open_detail(time.monotonic()))
+        rows += ["", f"{within} of {len(self.closed)} closed windows lie within one fast-mode "
+                 f"interval ({fast_interval:g}s) of the window the lab's caches imply.",
+                 f"races (windows ended by the truth moving again): {self.races}; "
+                 f"windows still open: {len(open_now)}; "
+                 f"probes deferred by the budget: {self.agent.scheduler.deferred_total}"]
+        return "\n".join(rows)
+
+
+async def run_demo(settings: Settings, out: TextIO = sys.stdout,
+                   stop: asyncio.Event | None = None) -> list[Measured]:
+    stop = stop or asyncio.Event()
+    lab = Lab(settings.zone)
+    registry = CollectorRegistry()
+    metrics = Metrics(registry)
+    servers = await lab.start()
+    agent = Agent(settings, servers, metrics)
+    http = HttpServer(registry, lambda: setattr(metrics, "snapshot", agent.snapshot()),
+                      lambda: agent.ready)
+    await http.start(settings.listen)
+    started = time.monotonic()
+    view = View(out, lab, agent, started)
+    agent.outcome_listeners.append(view.on_outcome)
+    host = settings.listen.rpartition(":")[0]
+    print(f"demo: lab DNS servers {', '.join(f'{s.layer}={s.address}' for s in servers)}; "
+          f"metrics at http://{host}:{http.port}/metrics; running {settings.duration:g}s "
+          f"at {settings.probe_budget_qps:g} qps", file=out, flush=True)
+    tasks = [asyncio.create_task(agent.run(lab.events(), stop)),
+             asyncio.create_task(lab.clients())]
+
+    async def script() -> None:
+        for step in SCENARIO:
+            await asyncio.sleep(max(0.0, started + step.at * settings.duration - time.monotonic()))
+            step.apply(lab.cluster)
+            view.event(step.text)
+
+    tasks.append(asyncio.create_task(script()))
+    deadline = started + settings.duration
+    try:
+        while not stop.is_set() and time.monotonic() < deadline:
+            if view.live:
+                view.redraw(deadline - time.monotonic())
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(),
+                                       min(0.5, max(0.0, deadline - time.monotonic())))
+            for task in tasks:
+                if task.done() and task.exception() is not None:
+                    raise task.exception()  # type: ignore[misc]
+    finally:
+        stop.set()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await http.stop()
+        lab.close()
+    print("\n" + view.summary(settings.fast_interval), file=out, flush=True)
+    return view.closed

@@ -1,0 +1,176 @@
+"""The metrics contract of SPEC.md, on a prometheus_client registry.
+
+Counters and histograms are updated as events happen. Gauges are rebuilt at scrape time from a
+snapshot that the agent takes on the event loop, so per-service series exist only while they
+are non-zero and vanish without bookkeeping.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from exporter import __version__
+from exporter.comparator import STALE, OpenSummary, Race, ServerRef, Window
+from exporter.probe import ProbeResult
+from exporter.records import Target
+
+BUCKETS = (0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 3, 5, 7.5, 10, 15, 20, 30, 45, 60, 90, 120, 300,
+           600)
+"""From 25 ms (watch and informer lag) to 10 min (misconfigured caches); 50 ms and 60 s are
+bucket bounds, and the steps near the usual TTLs (5 s, 30 s) are fine enough to tell them apart."""
+PROBE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5)
+LABEL_MAX = 63
+"""Kubernetes names are at most 63 characters; anything longer is cut, never trusted."""
+OTHER = "_other"
+
+
+def bounded(value: str) -> str:
+    return value[:LABEL_MAX]
+
+
+@dataclass
+class Snapshot:
+    """Everything the gauges show, taken on the event loop right before a render."""
+
+    open_windows: Mapping[tuple[Target, str], OpenSummary] = field(default_factory=dict)
+    misconfigurations: Mapping[Target, frozenset[str]] = field(default_factory=dict)
+    ttl: Mapping[str, int] = field(default_factory=dict)
+    layer_up: Mapping[ServerRef, bool] = field(default_factory=dict)
+    targets: int = 0
+    targets_dropped: int = 0
+    probes_deferred: int = 0
+    skew: float | None = None
+
+
+class Metrics(Collector):
+    def __init__(self, registry: CollectorRegistry, max_service_series: int = 500) -> None:
+        self.registry = registry
+        self.max_service_series = max_service_series
+        self.snapshot = Snapshot()
+        self.window = Histogram(
+            "dns_staleness_window_seconds",
+            "Closed stale windows: removal from the truth to the first probe without the record.",
+            ["layer", "reference"], buckets=BUCKETS, registry=registry)
+        self.propagation = Histogram(
+            "dns_staleness_propagation_seconds",
+            "Closed missing windows: addition to the truth to the first probe that serves it.",
+            ["layer", "reference"], buckets=BUCKETS, registry=registry)
+        self.probes = Counter(
+            "dns_staleness_probes", "DNS probes by layer and result.", ["layer", "result"],
+            registry=registry)
+        self.probe_duration = Histogram(
+            "dns_staleness_probe_duration_seconds", "DNS probe round-trip time.", ["layer"],
+            buckets=PROBE_BUCKETS, registry=registry)
+        self.races = Counter(
+            "dns_staleness_window_races",
+            "Windows that ended because the truth moved again or a layer was ahead of the watch.",
+            ["layer", "reason"], registry=registry)
+        self.clamped = Counter(
+            "dns_staleness_reference_clamped",
+            "Windows whose value was negative on a reference clock and was clamped to zero.",
+            ["reference"], registry=registry)
+        self.watch_events = Counter(
+            "dns_staleness_watch_events", "Watch events processed.", ["kind", "type"],
+            registry=registry)
+        self.watch_delay = Histogram(
+            "dns_staleness_watch_delay_seconds",
+            "From the slice's last-change-trigger-time to the agent's receipt of the event.",
+            buckets=BUCKETS, registry=registry)
+        self.watch_restarts = Counter(
+            "dns_staleness_watch_restarts", "Relists and reconnects of the watch.", ["reason"],
+            registry=registry)
+        self._ttl_seen: dict[str, int] = {}
+        registry.register(self)
+
+    def record_probe(self, result: ProbeResult) -> None:
+        layer = result.server.layer
+        self.probes.labels(layer, result.result).inc()
+        if result.answer is not None:
+            self.probe_duration.labels(layer).observe(result.received - result.sent)
+
+    def record_windows(self, windows: Iterable[Window], races: Iterable[Race]) -> None:
+        for window in windows:
+            histogram = self.window if window.kind == STALE else self.propagation
+            histogram.labels(window.server.layer, window.reference).observe(window.seconds)
+            if window.clamped:
+                self.clamped.labels(window.reference).inc()
+        for race in races:
+            self.races.labels(race.server.layer, race.reason).inc()
+
+    def describe(self) -> Iterable[Metric]:
+        return []
+
+    def _per_service(self) -> Iterator[tuple[tuple[str, str, str], OpenSummary]]:
+        """Series per (layer, namespace, service), the oldest first, capped; the rest summed."""
+        ranked = sorted(self.snapshot.open_windows.items(),
+                        key=lambda item: -max(item[1].stale_age, item[1].missing_age))
+        overflow: dict[str, list[OpenSummary]] = {}
+        for index, ((target, layer), summary) in enumerate(ranked):
+            if index < self.max_service_series:
+                yield (layer, bounded(target.namespace), bounded(target.service)), summary
+            else:
+                overflow.setdefault(layer, []).append(summary)
+        for layer, rest in overflow.items():
+            yield (layer, OTHER, OTHER), OpenSummary(
+                sum(s.stale for s in rest), max(s.stale_age for s in rest),
+                sum(s.missing for s in rest), max(s.missing_age for s in rest))
+
+    def collect(self) -> Iterator[Metric]:
+        snap = self.snapshot
+        labels = ["layer", "namespace", "service"]
+        stale = GaugeMetricFamily("dns_staleness_stale_records",
+                                  "Records served now that are not in the truth.", labels=labels)
+        age = GaugeMetricFamily("dns_staleness_stale_record_age_seconds",
+                                "Age of the oldest open stale window.", labels=labels)
+        missing = GaugeMetricFamily("dns_staleness_missing_records",
+                                    "Records in the truth that are not served yet.", labels=labels)
+        for key, summary in self._per_service():
+            if summary.stale:
+                stale.add_metric(key, summary.stale)
+                age.add_metric(key, summary.stale_age)
+            if summary.missing:
+                missing.add_metric(key, summary.missing)
+        yield from (stale, age, missing)
+        ttl = GaugeMetricFamily("dns_staleness_record_ttl_seconds",
+                                "Highest TTL the layer served for monitored names lately.",
+                                labels=["layer"])
+        for layer, value in sorted(snap.ttl.items()):
+            ttl.add_metric([layer], value)
+        yield ttl
+        up = GaugeMetricFamily("dns_staleness_layer_up",
+                               "1 if the server answered its last probe, else 0.",
+                               labels=["layer", "server"])
+        for server, ok in sorted(snap.layer_up.items()):
+            up.add_metric([server.layer, server.address], 1 if ok else 0)
+        yield up
+        yield CounterMetricFamily("dns_staleness_probes_deferred",
+                                  "Probes deferred because the query budget was spent.",
+                                  value=snap.probes_deferred)
+        yield GaugeMetricFamily("dns_staleness_targets", "Headless Services monitored.",
+                                value=snap.targets)
+        yield CounterMetricFamily("dns_staleness_targets_dropped",
+                                  "Headless Services turned away by the target cap.",
+                                  value=snap.targets_dropped)
+        misconf = GaugeMetricFamily(
+            "dns_staleness_misconfigurations",
+            "Known causes of missing records, per Service (1 while present).",
+            labels=["namespace", "service", "reason"])
+        for target, reasons in sorted(snap.misconfigurations.items())[: self.max_service_series]:
+            for reason in sorted(reasons):
+                misconf.add_metric([bounded(target.namespace), bounded(target.service), reason], 1)
+        yield misconf
+        if snap.skew is not None:
+            yield GaugeMetricFamily(
+                "dns_staleness_trigger_clock_skew_seconds",
+                "Lowest recent watch delay on the trigger reference; below zero means the "
+                "pods' node clocks run ahead of the agent's.", value=snap.skew)
+        info = GaugeMetricFamily("dns_staleness_build_info", "Always 1; the agent's version.",
+                                 labels=["version"])
+        info.add_metric([__version__], 1)
+        yield info
+

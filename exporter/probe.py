@@ -1,0 +1,218 @@
+"""The probe engine: one connected UDP socket per DNS server, many queries in flight.
+
+Queries in flight are keyed by (id, name, type). A connected socket hears ICMP port-unreachable
+at once, and one source port keeps conntrack quiet. A truncated answer is asked again over TCP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import struct
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import dns.message
+
+from exporter.comparator import ServerRef
+from exporter.dnsmsg import (
+    Answer,
+    Malformed,
+    QueryWire,
+    parse,
+    question_of,
+    reduce_answer,
+    truncated,
+)
+from exporter.records import Question
+
+log = logging.getLogger(__name__)
+
+RESULTS = ("noerror", "nxdomain", "servfail", "refused", "other_rcode", "timeout",
+           "network_error", "malformed")
+_ANSWERED = {"NOERROR": "noerror", "NXDOMAIN": "nxdomain"}
+_FAILED = {"SERVFAIL": "servfail", "REFUSED": "refused"}
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeResult:
+    question: Question
+    server: ServerRef
+    sent: float
+    received: float
+    result: str
+    """One of RESULTS: an answer (noerror, nxdomain) or an error class."""
+    answer: Answer | None = None
+    tcp: bool = False
+
+
+class _Failure(Exception):
+    def __init__(self, result: str) -> None:
+        super().__init__(result)
+        self.result = result
+
+
+Key = tuple[int, str, str]
+_Reply = tuple[bytes, "dns.message.Message | None", float]
+
+
+class _Protocol(asyncio.DatagramProtocol):
+    def __init__(self, prober: Prober) -> None:
+        self.prober = prober
+
+    def datagram_received(self, data: bytes, addr: object) -> None:
+        self.prober.datagram(data)
+
+    def error_received(self, exc: Exception) -> None:
+        self.prober.fail_all("refused" if isinstance(exc, ConnectionRefusedError)
+                             else "network_error")
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.prober.lost()
+
+
+def split_address(address: str, default_port: int = 53) -> tuple[str, int]:
+    """`host`, `host:port`, `[v6]:port` or a bare IPv6 address."""
+    if address.startswith("["):
+        host, _, rest = address[1:].partition("]")
+        return host, int(rest.lstrip(":") or default_port)
+    if address.count(":") == 1:
+        host, _, port = address.partition(":")
+        return host, int(port)
+    return address, default_port
+
+
+class Prober:
+    """Probes one server. `probe` never raises for DNS trouble: it returns the error class."""
+
+    def __init__(
+        self, server: ServerRef, timeout: float, wire: QueryWire,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.server = server
+        self.host, self.port = split_address(server.address)
+        self.timeout = timeout
+        self.wire = wire
+        self.clock = clock
+        self._transport: asyncio.DatagramTransport | None = None
+        self._opening: asyncio.Lock = asyncio.Lock()
+        self._inflight: dict[Key, asyncio.Future[_Reply]] = {}
+        self._ids: dict[int, Key] = {}
+        self.unmatched = 0
+        """Datagrams that answered nothing in flight: wrong ID or question, or late."""
+
+    async def _socket(self) -> asyncio.DatagramTransport:
+        async with self._opening:
+            if self._transport is None or self._transport.is_closing():
+                loop = asyncio.get_running_loop()
+                transport, _ = await loop.create_datagram_endpoint(
+                    lambda: _Protocol(self), remote_addr=(self.host, self.port)
+                )
+                self._transport = transport
+            return self._transport
+
+    def _new_id(self) -> int:
+        while True:
+            qid = random.getrandbits(16)
+            if qid not in self._ids:
+                return qid
+
+    def datagram(self, data: bytes) -> None:
+        received = self.clock()
+        qid = struct.unpack("!H", data[:2])[0] if len(data) >= 2 else None
+        key = self._ids.get(qid) if qid is not None else None
+        if key is None:
+            self.unmatched += 1
+            return
+        message = None
+        try:
+            message = parse(data)
+        except Malformed:
+            if not truncated(data):
+                self._settle(key, exc=_Failure("malformed"))
+                return
+        question = question_of(message) if message is not None else None
+        if message is not None and (question is None or (question.name, question.rtype) != key[1:]):
+            self.unmatched += 1
+            return
+        self._settle(key, result=(data, message, received))
+
+    def _settle(
+        self, key: Key, result: _Reply | None = None,
+        exc: BaseException | None = None,
+    ) -> None:
+        future = self._inflight.get(key)
+        if future is None or future.done():
+            return
+        if exc is not None:
+            future.set_exception(exc)
+        elif result is not None:
+            future.set_result(result)
+
+    def fail_all(self, result: str) -> None:
+        for key in list(self._inflight):
+            self._settle(key, exc=_Failure(result))
+
+    def lost(self) -> None:
+        self._transport = None
+        self.fail_all("network_error")
+
+    async def probe(self, question: Question) -> ProbeResult:
+        sent = self.clock()
+        try:
+            data, message, received = await asyncio.wait_for(self._udp(question), self.timeout)
+            tcp = truncated(data)
+            if tcp or message is None:
+                remaining = max(0.01, self.timeout - (self.clock() - sent))
+                message = await asyncio.wait_for(self._tcp(question), remaining)
+                received = self.clock()
+            answer = reduce_answer(message, question)
+        except TimeoutError:
+            return ProbeResult(question, self.server, sent, self.clock(), "timeout")
+        except _Failure as failure:
+            return ProbeResult(question, self.server, sent, self.clock(), failure.result)
+        except Malformed as exc:
+            log.debug("malformed answer from %s for %s: %s", self.server.address, question, exc)
+            return ProbeResult(question, self.server, sent, self.clock(), "malformed")
+        except OSError as exc:
+            result = "refused" if isinstance(exc, ConnectionRefusedError) else "network_error"
+            return ProbeResult(question, self.server, sent, self.clock(), result)
+        result = _ANSWERED.get(answer.rcode) or _FAILED.get(answer.rcode, "other_rcode")
+        return ProbeResult(question, self.server, sent, received, result,
+                           answer if answer.rcode in _ANSWERED else None, tcp)
+
+    async def _udp(self, question: Question) -> _Reply:
+        transport = await self._socket()
+        qid = self._new_id()
+        key = (qid, question.name, question.rtype)
+        future: asyncio.Future[_Reply] = asyncio.get_running_loop().create_future()
+        self._inflight[key], self._ids[qid] = future, key
+        try:
+            transport.sendto(self.wire.build(question, qid))
+            return await future
+        finally:
+            del self._inflight[key], self._ids[qid]
+
+    async def _tcp(self, question: Question) -> dns.message.Message:
+        reader, writer = await asyncio.open_connection(self.host, self.port)
+        try:
+            wire = self.wire.build(question, self._new_id())
+            writer.write(struct.pack("!H", len(wire)) + wire)
+            await writer.drain()
+            length = struct.unpack("!H", await reader.readexactly(2))[0]
+            data = await reader.readexactly(length)
+        except asyncio.IncompleteReadError:
+            raise _Failure("malformed") from None
+        finally:
+            writer.close()
+        message = parse(data)
+        if question_of(message) != question:
+            raise _Failure("malformed")
+        return message
+
+    def close(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
+            self._transport = None

@@ -1,0 +1,165 @@
+"""The probe scheduler: what to ask which server next, within the budget. Pure code.
+
+Steady state sweeps every (name, server) pair round-robin, in an order shuffled per sweep and
+with jittered gaps, so that the pods of a DaemonSet never fall into step. The sweep uses at most
+`steady_share` of the budget. A target whose truth changed enters fast mode: its names are asked
+of every server each `fast_interval` until that server agrees with the truth or `fast_cap`
+passes. Fast probes go first; any probe that falls due while the budget is spent is deferred
+and counted once.
+"""
+
+from __future__ import annotations
+
+import heapq
+import random
+from collections import deque
+from dataclasses import dataclass, field
+
+from exporter.budget import Budget
+from exporter.comparator import ServerRef
+from exporter.records import Question, Target
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class ProbeKey:
+    target: Target
+    question: Question
+    server: ServerRef
+
+
+@dataclass
+class Scheduler:
+    budget: Budget
+    rng: random.Random
+    fast_interval: float = 0.1
+    fast_cap: float = 300.0
+    sweep_interval: float = 30.0
+    steady_share: float = 0.5
+    deferred_total: int = 0
+    """Probes that fell due while the budget was spent."""
+    plan: dict[Target, tuple[Question, ...]] = field(default_factory=dict)
+    servers: tuple[ServerRef, ...] = ()
+    _fast_until: dict[tuple[Target, ServerRef], float] = field(default_factory=dict)
+    _fast_heap: list[tuple[float, ProbeKey]] = field(default_factory=list)
+    _fast_due: dict[ProbeKey, float] = field(default_factory=dict)
+    _sweep: deque[ProbeKey] = field(default_factory=deque)
+    _next_steady: float | None = None
+    _deferred: set[ProbeKey] = field(default_factory=set)
+    _steady_deferred: bool = False
+
+    def set_servers(self, servers: tuple[ServerRef, ...]) -> None:
+        self.servers = servers
+
+    def set_plan(self, target: Target, questions: tuple[Question, ...], now: float) -> None:
+        """The names to probe for a target; an empty tuple forgets the target."""
+        if questions:
+            self.plan[target] = questions
+        else:
+            self.plan.pop(target, None)
+        for (fast_target, server), until in list(self._fast_until.items()):
+            if fast_target == target and until > now:
+                for question in questions:
+                    self._schedule_fast(ProbeKey(target, question, server), now)
+
+    def changed(self, target: Target, now: float) -> None:
+        """The target's truth changed: probe it fast on every server."""
+        for server in self.servers:
+            self._fast_until[(target, server)] = now + self.fast_cap
+            for question in self.plan.get(target, ()):
+                self._schedule_fast(ProbeKey(target, question, server), now)
+
+    def settle(self, target: Target, server: ServerRef) -> None:
+        """The server agrees with the truth for this target: leave fast mode."""
+        self._fast_until.pop((target, server), None)
+
+    def in_fast_mode(self, target: Target, server: ServerRef, now: float) -> bool:
+        return self._fast_until.get((target, server), float("-inf")) > now
+
+    def _schedule_fast(self, key: ProbeKey, due: float) -> None:
+        current = self._fast_due.get(key)
+        if current is not None and current <= due:
+            return
+        self._fast_due[key] = due
+        heapq.heappush(self._fast_heap, (due, key))
+
+    def _steady_gap(self) -> float:
+        pairs = sum(len(q) for q in self.plan.values()) * len(self.servers)
+        floor = 1.0 / (self.budget.qps * self.steady_share)
+        return max(self.sweep_interval / max(pairs, 1), floor) * self.rng.uniform(0.5, 1.5)
+
+    def _next_sweep_key(self) -> ProbeKey | None:
+        if not self._sweep:
+            keys = [
+                ProbeKey(t, q, s)
+                for t, questions in self.plan.items()
+                for q in questions
+                for s in self.servers
+            ]
+            self.rng.shuffle(keys)
+            self._sweep.extend(keys)
+        while self._sweep:
+            key = self._sweep[0]
+            if key.question in self.plan.get(key.target, ()) and key.server in self.servers:
+                return key
+            self._sweep.popleft()
+        return None
+
+    def _pop_fast(self, now: float) -> ProbeKey | None:
+        while self._fast_heap and self._fast_heap[0][0] <= now:
+            due, key = self._fast_heap[0]
+            valid = (
+                self._fast_due.get(key) == due
+                and self.in_fast_mode(key.target, key.server, now)
+                and key.question in self.plan.get(key.target, ())
+            )
+            if valid:
+                return key
+            heapq.heappop(self._fast_heap)
+            if self._fast_due.get(key) == due:
+                del self._fast_due[key]
+                self._deferred.discard(key)
+        return None
+
+    def due(self, now: float) -> list[ProbeKey]:
+        """The probes to send now, fast ones first, as far as the budget allows."""
+        out: list[ProbeKey] = []
+        while (key := self._pop_fast(now)) is not None:
+            if not self.budget.try_take(now):
+                self._count_fast_deferrals(now)
+                return out
+            heapq.heappop(self._fast_heap)
+            del self._fast_due[key]
+            self._deferred.discard(key)
+            self._schedule_fast(key, now + self.fast_interval)
+            out.append(key)
+        if self._next_steady is None:
+            self._next_steady = now + self._steady_gap()
+        while self._next_steady <= now and (key := self._next_sweep_key()) is not None:
+            if not self.budget.try_take(now):
+                if not self._steady_deferred:
+                    self._steady_deferred = True
+                    self.deferred_total += 1
+                return out
+            self._sweep.popleft()
+            self._steady_deferred = False
+            self._next_steady = max(self._next_steady + self._steady_gap(), now - 1.0)
+            out.append(key)
+        return out
+
+    def _count_fast_deferrals(self, now: float) -> None:
+        for due, key in self._fast_heap:
+            if due <= now and self._fast_due.get(key) == due and key not in self._deferred:
+                self._deferred.add(key)
+                self.deferred_total += 1
+
+    def next_wake(self, now: float) -> float:
+        """When `due` may next return something."""
+        candidates = []
+        if self._fast_heap:
+            candidates.append(self._fast_heap[0][0])
+        if self._next_steady is not None and self.plan and self.servers:
+            candidates.append(self._next_steady)
+        if not candidates:
+            return now + self.sweep_interval
+        wake = min(candidates)
+        return self.budget.next_free(now) if wake <= now else wake

@@ -1,0 +1,277 @@
+"""Every setting of the agent, in one typed definition.
+
+Each field's docstring is its help text: flags, `DNS_STALENESS_*` variables, the YAML file and
+docs/configuration.md are all derived from this class. Precedence, lowest first: the default,
+the `--config` file, the environment, the command-line flag. Values are validated at startup;
+a bad one raises SettingsError naming the setting, where it came from, and the fix.
+"""
+
+from __future__ import annotations
+
+import ast
+import inspect
+import ipaddress
+import math
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from exporter.selection import SelectorError, parse_label_selector
+
+ENV_PREFIX = "DNS_STALENESS_"
+LAYERS = ("node-local", "kube-dns", "coredns", "resolv-conf")
+COMMANDS = ("run", "demo", "check")
+Check = Callable[[Any], str | None]
+
+
+class SettingsError(ValueError):
+    def __init__(self, name: str, source: str, problem: str) -> None:
+        super().__init__(f"{name} ({source}): {problem}")
+        self.name, self.source, self.problem = name, source, problem
+
+
+def _at_least(low: float, integer: bool = False) -> Check:
+    kind = "a whole number" if integer else "a number"
+    return lambda v: None if v >= low else f"must be {kind} >= {low:g}"
+
+
+def _between(low: float, high: float) -> Check:
+    return lambda v: None if low <= v <= high else f"must be between {low:g} and {high:g}"
+
+
+def _host_port(value: str) -> str | None:
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        return "must be HOST:PORT with a port from 0 to 65535, e.g. 0.0.0.0:9897"
+    if host.startswith("[") != host.endswith("]"):
+        return "must be HOST:PORT; write IPv6 hosts in brackets, e.g. [::]:9897"
+    return None
+
+
+def _ip(value: str) -> str | None:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return "must be an IP address, e.g. 169.254.20.10"
+    return None
+
+
+def _dns_label(value: str) -> str | None:
+    labels = value.strip(".").split(".")
+    if not value or any(not 0 < len(label) <= 63 for label in labels):
+        return "must be a DNS name, e.g. cluster.local"
+    return None
+
+
+def _selector(value: str) -> str | None:
+    try:
+        parse_label_selector(value)
+    except SelectorError as exc:
+        return f"{exc}; use Kubernetes selector syntax, e.g. app=db,tier!=cache"
+    return None
+
+
+def _layers(values: tuple[str, ...]) -> str | None:
+    unknown = [v for v in values if v not in LAYERS]
+    return f"unknown layer {unknown[0]!r}; choose from {', '.join(LAYERS)}" if unknown else None
+
+
+def _static(values: tuple[str, ...]) -> str | None:
+    for value in values:
+        name, sep, address = value.partition("=")
+        host = address.rsplit(":", 1)[0] if address.count(":") == 1 else address.strip("[]")
+        host = host.split("]")[0]
+        if not sep or not name or name in LAYERS or _ip(host):
+            return (f"bad entry {value!r}: write NAME=IP or NAME=IP:PORT with a NAME that is "
+                    f"not one of {', '.join(LAYERS)}, e.g. upstream=10.0.0.10:53")
+    return None
+
+
+def _level(value: str) -> str | None:
+    levels = ("debug", "info", "warning", "error")
+    return None if value in levels else f"must be one of {', '.join(levels)}"
+
+
+def setting(default: Any, check: Check | None = None, commands: tuple[str, ...] = COMMANDS,
+            demo: Any = None) -> Any:
+    """A field with its validation, the commands that read it, and the demo's own default."""
+    return field(default=default, metadata={"check": check, "commands": commands, "demo": demo})
+
+
+@dataclass(frozen=True)
+class Settings:
+    listen: str = setting("0.0.0.0:9897", _host_port, ("run", "demo"), demo="127.0.0.1:9897")
+    """HOST:PORT of the HTTP server that serves /metrics, /healthz and /readyz."""
+    log_level: str = setting("info", _level)
+    """Log level: debug, info, warning or error."""
+    kubeconfig: str = setting("", None, ("run", "check"))
+    """Kubeconfig file; empty means in-cluster config, then $KUBECONFIG, then ~/.kube/config."""
+    zone: str = setting("cluster.local", _dns_label)
+    """The cluster domain that CoreDNS's kubernetes plugin serves."""
+    namespaces: tuple[str, ...] = setting((), None, ("run",))
+    """Namespaces to monitor, comma-separated; empty means all."""
+    label_selector: str = setting("", _selector, ("run",))
+    """Label selector on Services: only matching headless Services are monitored."""
+    opt_out_annotation: str = setting("dns-staleness-exporter.io/ignore", None, ("run",))
+    """A Service with this annotation set to "true" is not monitored."""
+    max_targets: int = setting(1000, _at_least(1, True), ("run",))
+    """Most headless Services monitored at once; the rest are counted and logged as dropped."""
+    probe_budget_qps: float = setting(20.0, _between(1, 10000), ("run", "demo", "check"),
+                                      demo=500.0)
+    """Most DNS queries per second, over any one-second window, for all layers together."""
+    probe_burst: int = setting(4, _at_least(1, True))
+    """Most queries sent back to back; must not exceed probe_budget_qps."""
+    probe_timeout: float = setting(1.0, _between(0.01, 30))
+    """Seconds to wait for a DNS answer before counting a timeout."""
+    fast_interval: float = setting(0.1, _between(0.01, 10))
+    """Seconds between probes of a changed target's names, until every layer agrees."""
+    fast_cap: float = setting(300.0, _between(1, 86400))
+    """Seconds after which fast mode gives up on a layer that never converges."""
+    sweep_interval: float = setting(30.0, _between(1, 86400))
+    """Seconds for one steady-state round of every name on every server, budget permitting."""
+    history: float = setting(900.0, _between(10, 86400))
+    """Seconds a removed record stays attributable to its removal, and a removed name probed."""
+    layers: tuple[str, ...] = setting(LAYERS, _layers, ("run", "check"))
+    """Discovered layers to probe, comma-separated: node-local, kube-dns, coredns, resolv-conf."""
+    node_local_address: str = setting("169.254.20.10", _ip, ("run", "check"))
+    """The NodeLocal DNSCache address; the layer is used only if it answers."""
+    kube_dns_namespace: str = setting("kube-system", None, ("run", "check"))
+    """Namespace of the cluster DNS Service."""
+    kube_dns_service: str = setting("kube-dns", None, ("run", "check"))
+    """Name of the cluster DNS Service; its EndpointSlices list the CoreDNS replicas."""
+    resolv_conf: str = setting("/etc/resolv.conf", None, ("run", "check"))
+    """resolv.conf whose first nameserver is the resolv-conf layer."""
+    static_servers: tuple[str, ...] = setting((), _static, ("run", "check"))
+    """Extra layers, comma-separated NAME=IP[:PORT] entries, e.g. upstream=10.0.0.10."""
+    node_name: str = setting("", None, ("run",))
+    """This node's name (downward API); it shards the per-replica CoreDNS probes."""
+    duration: float = setting(90.0, _between(1, 86400), ("demo",))
+    """Seconds the demo runs before it prints its summary."""
+
+    def validate(self, sources: Mapping[str, str]) -> Settings:
+        for f in fields(self):
+            check = f.metadata["check"]
+            problem = check(getattr(self, f.name)) if check else None
+            if problem:
+                raise SettingsError(f.name, sources.get(f.name, "default"), problem)
+        if self.probe_burst > self.probe_budget_qps:
+            raise SettingsError("probe_burst", sources.get("probe_burst", "default"),
+                                f"must not exceed probe_budget_qps ({self.probe_budget_qps:g})")
+        return self
+
+
+def field_docs() -> dict[str, str]:
+    """The docstring under each field of Settings, read from this module's source."""
+    tree = ast.parse(inspect.getsource(sys.modules[__name__]))
+    cls = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "Settings")
+    docs, last = {}, None
+    for node in cls.body:
+        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            last = node.target.id
+        elif last and isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant):
+            docs[last] = str(node.value.value)
+            last = None
+    return docs
+
+
+def flag_of(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def env_of(name: str) -> str:
+    return ENV_PREFIX + name.upper()
+
+
+def settings_for(command: str) -> list[str]:
+    return [f.name for f in fields(Settings) if command in f.metadata["commands"]]
+
+
+def _convert(name: str, raw: Any, kind: Any) -> Any:
+    if kind == "tuple[str, ...]":
+        if isinstance(raw, list | tuple):
+            items = [str(v) for v in raw]
+        elif isinstance(raw, str):
+            items = raw.split(",")
+        else:
+            raise ValueError("must be a list or a comma-separated string")
+        return tuple(item.strip() for item in items if item.strip())
+    if isinstance(raw, bool | list | dict):
+        raise ValueError(f"must be a single {kind}, got {type(raw).__name__}")
+    if kind == "int":
+        text = str(raw).strip()
+        if not text.lstrip("-").isdigit():
+            raise ValueError(f"must be a whole number, got {raw!r}")
+        return int(text)
+    if kind == "float":
+        try:
+            value = float(raw)
+        except ValueError:
+            raise ValueError(f"must be a number, got {raw!r}") from None
+        if not math.isfinite(value):
+            raise ValueError(f"must be a finite number, got {raw!r}")
+        return value
+    return str(raw)
+
+
+def _read_file(path: str) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(Path(path).read_text())
+    except OSError as exc:
+        raise SettingsError("config", f"--config {path}",
+                            f"cannot read the file ({exc.strerror}); check the path") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise SettingsError("config", f"--config {path}",
+                            f"not valid YAML{where}; fix the syntax") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise SettingsError("config", f"--config {path}",
+                            "must be a mapping of setting names to values")
+    return {str(k).replace("-", "_"): v for k, v in data.items()}
+
+
+def load(command: str, flags: Mapping[str, Any], env: Mapping[str, str],
+         config_path: str | None) -> Settings:
+    """Merge default < file < environment < flags, convert, and validate."""
+    kinds = {f.name: f.type for f in fields(Settings)}
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for f in fields(Settings):
+        if command == "demo" and f.metadata["demo"] is not None:
+            values[f.name] = f.metadata["demo"]
+    layers: list[tuple[Mapping[str, Any], Callable[[str], str]]] = []
+    if config_path:
+        layers.append((_read_file(config_path), lambda n: f"{config_path}: {n}"))
+    layers.append(({n: env[env_of(n)] for n in kinds if env_of(n) in env}, env_of))
+    layers.append(({n: v for n, v in flags.items() if v is not None}, flag_of))
+    for raw_values, describe in layers:
+        for name, raw in raw_values.items():
+            if name not in kinds:
+                known = ", ".join(sorted(kinds))
+                raise SettingsError(name, describe(name), f"unknown setting; known: {known}")
+            try:
+                values[name] = _convert(name, raw, kinds[name])
+            except ValueError as exc:
+                raise SettingsError(name, describe(name), str(exc)) from None
+            sources[name] = describe(name)
+    return replace(Settings(), **values).validate(sources)
+
+
+def reference_table() -> str:
+    """The Markdown table of docs/configuration.md, so the docs cannot drift from the code."""
+    docs = field_docs()
+    rows = ["| setting | flag | environment | default | commands | meaning |",
+            "|---|---|---|---|---|---|"]
+    for f in fields(Settings):
+        default = ",".join(f.default) if isinstance(f.default, tuple) else f.default
+        if f.metadata["demo"] is not None:
+            default = f"{default} (demo: {f.metadata['demo']})"
+        rows.append(f"| `{f.name}` | `{flag_of(f.name)}` | `{env_of(f.name)}` | `{default}` | "
+                    f"{', '.join(f.metadata['commands'])} | {docs[f.name]} |")
+    return "\n".join(rows)

@@ -1,0 +1,192 @@
+"""The truth model: what CoreDNS's kubernetes plugin should answer for every monitored name.
+
+Pure code. The watch adapter feeds reduced Services and EndpointSlices in; out come the full
+expected answers of each target that changed, stamped with the time the agent saw the change.
+The rules follow plugin/kubernetes in CoreDNS: endpoints whose `ready` is not false, across every
+slice of the Service, de-duplicated; per-pod names from `hostname`; SRV for named ports only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+
+from exporter.objects import ServiceState, SliceState
+from exporter.records import (
+    Question,
+    Target,
+    dashed_ip,
+    rtype_of,
+    service_domain,
+    srv_value,
+)
+
+Answers = Mapping[Question, frozenset[str]]
+
+
+@dataclass(frozen=True, slots=True)
+class Stamp:
+    """When a change happened, on the agent's monotonic clock."""
+
+    watch: float
+    """The agent's receipt of the watch event."""
+    trigger: float | None = None
+    """The slice's last-change-trigger-time, moved onto the monotonic clock; None if absent."""
+
+
+@dataclass(frozen=True, slots=True)
+class Update:
+    """The new expected answers of one target; None once it is no longer monitored."""
+
+    target: Target
+    answers: Answers | None
+    stamp: Stamp
+
+
+def expected_answers(
+    service: ServiceState, slices: Iterable[SliceState], zone: str
+) -> dict[Question, frozenset[str]]:
+    """Every question the Service's DNS names raise, and the record values CoreDNS serves."""
+    domain = service_domain(service.target, zone)
+    families = {"A"} | ({"AAAA"} if "IPv6" in service.ip_families else set())
+    values: dict[Question, set[str]] = {}
+    for port in service.ports:
+        if port.name:
+            values[Question(f"_{port.name}._{port.protocol.lower()}.{domain}", "SRV")] = set()
+    for one in slices:
+        if one.address_type not in ("IPv4", "IPv6"):
+            continue  # CoreDNS ignores FQDN slices
+        named = [p for p in one.ports if p.name]
+        for endpoint in one.endpoints:
+            for address in endpoint.addresses:
+                rtype = rtype_of(address)
+                families.add(rtype)
+                values.setdefault(Question(domain, rtype), set()).add(address)
+                label = endpoint.hostname or dashed_ip(address)
+                if endpoint.hostname:
+                    pod = Question(f"{endpoint.hostname}.{domain}".lower(), rtype)
+                    values.setdefault(pod, set()).add(address)
+                for port in named:
+                    srv = Question(f"_{port.name}._{port.protocol.lower()}.{domain}", "SRV")
+                    values.setdefault(srv, set()).add(srv_value(port.port, f"{label}.{domain}"))
+    for rtype in families:
+        values.setdefault(Question(domain, rtype), set())
+    return {q: frozenset(v) for q, v in values.items()}
+
+
+def misconfigurations(service: ServiceState, slices: Iterable[SliceState]) -> frozenset[str]:
+    """Known causes of missing records that the Service and its slices show on their own."""
+    reasons = set()
+    if service.ports and not any(p.name for p in service.ports):
+        reasons.add("no_named_ports")
+    slice_list = list(slices)
+    if not service.has_selector and not slice_list:
+        reasons.add("selectorless_without_endpoints")
+    if any(s.invalid_addresses for s in slice_list):
+        reasons.add("invalid_endpoint_address")
+    return frozenset(reasons)
+
+
+@dataclass
+class Truth:
+    """Services and slices as last seen, and the targets selected among them."""
+
+    zone: str
+    selected: Callable[[ServiceState], bool]
+    max_targets: int
+    services: dict[Target, ServiceState] = field(default_factory=dict)
+    slices: dict[Target, dict[str, SliceState]] = field(default_factory=dict)
+    monitored: set[Target] = field(default_factory=set)
+    dropped: set[Target] = field(default_factory=set)
+    dropped_total: int = 0
+    """Targets ever turned away by the cap: the agent's counter follows it."""
+
+    def _eligible(self, target: Target) -> bool:
+        service = self.services.get(target)
+        return service is not None and service.headless and self.selected(service)
+
+    def _answers(self, target: Target) -> Answers:
+        return expected_answers(
+            self.services[target], self.slices.get(target, {}).values(), self.zone
+        )
+
+    def _admit(self, target: Target, stamp: Stamp) -> list[Update]:
+        if target in self.monitored:
+            return [Update(target, self._answers(target), stamp)]
+        if len(self.monitored) >= self.max_targets:
+            if target not in self.dropped:
+                self.dropped.add(target)
+                self.dropped_total += 1
+            return []
+        self.dropped.discard(target)
+        self.monitored.add(target)
+        return [Update(target, self._answers(target), stamp)]
+
+    def _retire(self, target: Target, stamp: Stamp) -> list[Update]:
+        self.dropped.discard(target)
+        if target not in self.monitored:
+            return []
+        self.monitored.discard(target)
+        updates = [Update(target, None, stamp)]
+        for waiting in sorted(self.dropped):
+            if len(self.monitored) >= self.max_targets:
+                break
+            updates += self._admit(waiting, stamp)
+        return updates
+
+    def _refresh(self, target: Target, stamp: Stamp) -> list[Update]:
+        if self._eligible(target):
+            return self._admit(target, stamp)
+        return self._retire(target, stamp)
+
+    def apply_service(self, service: ServiceState, now: float) -> list[Update]:
+        self.services[service.target] = service
+        return self._refresh(service.target, Stamp(now))
+
+    def delete_service(self, target: Target, now: float) -> list[Update]:
+        self.services.pop(target, None)
+        return self._refresh(target, Stamp(now))
+
+    def apply_slice(self, state: SliceState, now: float, wall_offset: float) -> list[Update]:
+        """`wall_offset` is wall time minus monotonic time, to move the trigger time across."""
+        by_name = self.slices.setdefault(state.target, {})
+        previous = by_name.get(state.name)
+        by_name[state.name] = state
+        trigger = None
+        if state.trigger_time is not None and (
+            previous is None or previous.trigger_time != state.trigger_time
+        ):
+            trigger = state.trigger_time - wall_offset
+        return self._refresh(state.target, Stamp(now, trigger))
+
+    def delete_slice(self, target: Target, name: str, now: float) -> list[Update]:
+        by_name = self.slices.get(target, {})
+        by_name.pop(name, None)
+        if not by_name:
+            self.slices.pop(target, None)
+        return self._refresh(target, Stamp(now))
+
+    def replace_all(
+        self, services: Iterable[ServiceState], slices: Iterable[SliceState], now: float
+    ) -> list[Update]:
+        """A relist: adopt the listed state and report only the targets whose answers moved."""
+        before = {t: self._answers(t) for t in self.monitored}
+        self.services = {s.target: s for s in services}
+        self.slices = {}
+        for one in slices:
+            self.slices.setdefault(one.target, {})[one.name] = one
+        stamp = Stamp(now)
+        updates: list[Update] = []
+        for target in sorted(set(before) | set(self.services)):
+            for update in self._refresh(target, stamp):
+                if update.answers is None or before.get(update.target) != update.answers:
+                    updates.append(update)
+        return updates
+
+    def misconfigurations(self) -> dict[Target, frozenset[str]]:
+        found = {}
+        for target in self.monitored:
+            reasons = misconfigurations(self.services[target], self.slices.get(target, {}).values())
+            if reasons:
+                found[target] = reasons
+        return found

@@ -1,0 +1,170 @@
+"""The whole agent pipeline against lab DNS servers: budget on the wire, metrics, shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+from prometheus_client import CollectorRegistry
+from prometheus_client.parser import text_string_to_metric_families
+
+from exporter.agent import Agent, ObjectEvent, SourceEvent, Synced
+from exporter.comparator import ServerRef
+from exporter.lab import KubernetesBackend, LabCluster, LabDnsServer, LabPod
+from exporter.metrics import Metrics
+from exporter.server import HttpServer
+from exporter.settings import load
+
+ZONE = "cluster.local"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Cluster:
+    def __init__(self) -> None:
+        self.queue: asyncio.Queue[SourceEvent] = asyncio.Queue()
+        self.lab = LabCluster(ZONE, lambda k, t, o: self.queue.put_nowait(ObjectEvent(k, t, o)))
+
+    async def events(self) -> AsyncIterator[SourceEvent]:
+        while True:
+            yield await self.queue.get()
+
+
+def max_in_any_second(times: list[float]) -> int:
+    return max(sum(1 for u in times if t <= u < t + 1.0) for t in times)
+
+
+async def test_budget_holds_on_the_wire() -> None:
+    """Ask for far more than the budget; count packets where the server receives them."""
+    cluster = Cluster()
+    for s in range(20):
+        cluster.lab.add_service("ns", f"svc{s}")
+        for i in range(3):
+            cluster.lab.set_pod("ns", f"svc{s}", LabPod(f"p{i}", f"10.{s}.0.{i}", hostname=f"p{i}"))
+    cluster.queue.put_nowait(Synced())
+    servers = [LabDnsServer(KubernetesBackend(cluster.lab), ZONE) for _ in range(2)]
+    refs = [ServerRef(f"layer{i}", await s.start(f"127.0.30.{i + 1}"))
+            for i, s in enumerate(servers)]
+    settings = load("run", {"probe_budget_qps": "20", "probe_burst": "5", "sweep_interval": "1",
+                            "fast_interval": "0.05"}, {}, None)
+    agent = Agent(settings, refs, Metrics(CollectorRegistry()))
+    stop = asyncio.Event()
+    task = asyncio.create_task(agent.run(cluster.events(), stop))
+    started = time.monotonic()
+    while time.monotonic() - started < 4.0:
+        # Changes keep putting targets into fast mode, which wants 20 x 8 names x 20 qps.
+        s = int((time.monotonic() - started) * 10) % 20
+        cluster.lab.set_pod("ns", f"svc{s}", LabPod("p0", f"10.{s}.1.{s}", hostname="p0"))
+        await asyncio.sleep(0.1)
+    stop.set()
+    await task
+    times = sorted(t for server in servers for t in server.query_times)
+    for server in servers:
+        server.close()
+    assert max_in_any_second(times) <= 20
+    assert len(times) >= 0.8 * 20 * 4, "the test must push against the budget"
+    assert agent.scheduler.deferred_total > 0
+
+
+async def test_metrics_text_and_openmetrics_and_probes() -> None:
+    registry = CollectorRegistry()
+    metrics = Metrics(registry)
+    cluster = Cluster()
+    cluster.lab.add_service("ns", "web")
+    cluster.lab.set_pod("ns", "web", LabPod("web-0", "10.0.0.1", hostname="web-0"))
+    cluster.queue.put_nowait(Synced())
+    lab = LabDnsServer(KubernetesBackend(cluster.lab), ZONE)
+    ref = ServerRef("coredns", await lab.start("127.0.30.5"))
+    settings = load("demo", {"sweep_interval": "1"}, {}, None)
+    agent = Agent(settings, [ref], metrics)
+    http = HttpServer(registry, lambda: setattr(metrics, "snapshot", agent.snapshot()),
+                      lambda: agent.ready)
+    await http.start("127.0.0.1:0")
+    base = f"http://127.0.0.1:{http.port}"
+    stop = asyncio.Event()
+    task = asyncio.create_task(agent.run(cluster.events(), stop))
+    async with aiohttp.ClientSession() as session:
+        for _ in range(100):
+            async with session.get(f"{base}/readyz") as resp:
+                if resp.status == 200:
+                    break
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(1.5)
+        cluster.lab.delete_pod("ns", "web", "web-0")
+        await asyncio.sleep(0.5)
+        async with session.get(f"{base}/metrics") as resp:
+            text = await resp.text()
+            assert resp.headers["Content-Type"].startswith("text/plain")
+        async with session.get(f"{base}/metrics",
+                               headers={"Accept": "application/openmetrics-text"}) as resp:
+            assert resp.headers["Content-Type"].startswith("application/openmetrics-text")
+            assert (await resp.text()).endswith("# EOF\n")
+        async with session.get(f"{base}/") as resp:
+            assert 'href="metrics"' in await resp.text()
+        async with session.get(f"{base}/healthz") as resp:
+            assert resp.status == 200
+    stop.set()
+    await task
+    await http.stop()
+    lab.close()
+    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
+               for f in text_string_to_metric_families(text) for s in f.samples}
+    assert samples[("dns_staleness_probes_total",
+                    (("layer", "coredns"), ("result", "noerror")))] > 0
+    assert samples[("dns_staleness_layer_up", (("layer", "coredns"), ("server", ref.address)))] == 1
+    assert samples[("dns_staleness_targets", ())] == 1
+    assert samples[("dns_staleness_record_ttl_seconds", (("layer", "coredns"),))] == 5
+    assert samples[("dns_staleness_build_info", (("version", "0.1.0"),))] == 1
+    assert samples[("dns_staleness_watch_events_total",
+                    (("kind", "EndpointSlice"), ("type", "MODIFIED")))] >= 2
+    for le in ("0.05", "60.0"):
+        assert ("dns_staleness_window_seconds_bucket",
+                (("layer", "coredns"), ("le", le), ("reference", "watch"))) in samples
+    # The deleted pod left the kubernetes-like server at once: its window is closed, so no
+    # per-service gauge remains.
+    assert not [k for k in samples if k[0] == "dns_staleness_stale_records"]
+    closed = samples[("dns_staleness_window_seconds_count",
+                      (("layer", "coredns"), ("reference", "watch")))]
+    assert closed >= 2
+
+
+def test_sigterm_drops_readiness_and_exits_within_two_seconds(tmp_path: Path) -> None:
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "exporter", "demo", "--duration", "120",
+         "--listen", f"127.0.0.1:{port}"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.2) as sock:
+                    sock.sendall(b"GET /readyz HTTP/1.0\r\n\r\n")
+                    if b"200" in sock.recv(100):
+                        break
+            except OSError:
+                pass
+            time.sleep(0.1)
+        else:
+            pytest.fail("the demo never became ready")
+        sent = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=10)
+        elapsed = time.monotonic() - sent
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    assert elapsed < 2.0
+    assert "closed windows lie within" in out

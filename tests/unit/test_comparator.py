@@ -1,0 +1,168 @@
+"""Worked examples of the comparator: each names the case from SPEC.md "Windows"."""
+
+from __future__ import annotations
+
+import pytest
+
+from exporter.comparator import PROPAGATION, STALE, Comparator, Observation, ServerRef
+from exporter.records import Question, Target
+from exporter.truth import Stamp, Update
+
+T = Target("ns", "web")
+Q = Question("web.ns.svc.cluster.local.", "A")
+POD = Question("web-2.web.ns.svc.cluster.local.", "A")
+S = ServerRef("node-local", "10.0.0.10:53")
+S2 = ServerRef("coredns", "10.0.0.11:53")
+
+
+def answers(**sets: frozenset[str]) -> dict[Question, frozenset[str]]:
+    return {Q: sets.get("svc", frozenset()), POD: sets.get("pod", frozenset())}
+
+
+@pytest.fixture
+def comparator() -> Comparator:
+    c = Comparator()
+    c.set_servers([S, S2])
+    c.update(Update(T, answers(svc=frozenset({"1.1.1.1", "1.1.1.2"}),
+                               pod=frozenset({"1.1.1.2"})), Stamp(0.0)))
+    c.mark_synced()
+    return c
+
+
+def probe(c: Comparator, at: float, values: set[str], question: Question = Q,
+          server: ServerRef = S, sent: float | None = None) -> list[tuple[str, str, float]]:
+    outcome = c.observe(Observation(question, server, at if sent is None else sent, at,
+                                    frozenset(values)))
+    return [(w.kind, w.reference, round(w.seconds, 6)) for w in outcome.windows]
+
+
+def test_stale_window_closes_at_first_absent_probe(comparator: Comparator) -> None:
+    probe(comparator, 1.0, {"1.1.1.1", "1.1.1.2"})
+    comparator.update(Update(T, answers(svc=frozenset({"1.1.1.1"})), Stamp(2.0, 1.5)))
+    assert probe(comparator, 3.0, {"1.1.1.1", "1.1.1.2"}) == []
+    assert comparator.open_windows(4.0)[(T, "node-local")].stale_age == 2.0
+    assert probe(comparator, 7.25, {"1.1.1.1"}) == [(STALE, "watch", 5.25),
+                                                      (STALE, "trigger", 5.75)]
+    assert (T, "node-local") not in comparator.open_windows(8.0)
+
+
+def test_resolution_is_the_gap_between_last_seen_and_first_absent(
+        comparator: Comparator) -> None:
+    probe(comparator, 1.0, {"1.1.1.1", "1.1.1.2"})
+    comparator.update(Update(T, answers(svc=frozenset({"1.1.1.1"})), Stamp(2.0)))
+    probe(comparator, 4.0, {"1.1.1.1", "1.1.1.2"})
+    outcome = comparator.observe(Observation(Q, S, 4.5, 4.5, frozenset({"1.1.1.1"})))
+    assert [w.resolution for w in outcome.windows] == [0.5]
+
+
+def test_statefulset_pod_recreated_with_new_ip_is_stale_and_missing(
+        comparator: Comparator) -> None:
+    probe(comparator, 1.0, {"1.1.1.2"}, POD)
+    comparator.update(Update(T, answers(svc=frozenset({"1.1.1.1", "1.1.1.9"}),
+                                        pod=frozenset({"1.1.1.9"})), Stamp(2.0)))
+    summary = comparator.open_windows(2.5)[(T, "node-local")]
+    assert (summary.stale, summary.missing) == (1, 2)
+    assert probe(comparator, 4.0, {"1.1.1.9"}, POD) == [(STALE, "watch", 2.0),
+                                                      (PROPAGATION, "watch", 2.0)]
+
+
+def test_cached_nxdomain_delays_the_first_endpoint() -> None:
+    c = Comparator()
+    c.set_servers([S])
+    c.update(Update(T, {Q: frozenset()}, Stamp(0.0)))
+    c.mark_synced()
+    probe(c, 1.0, set())
+    c.update(Update(T, {Q: frozenset({"1.1.1.1"})}, Stamp(2.0)))
+    assert probe(c, 3.0, set()) == []
+    assert probe(c, 6.5, {"1.1.1.1"}) == [(PROPAGATION, "watch", 4.5)]
+
+
+def test_missing_window_that_ends_by_leaving_the_truth_is_a_race(
+        comparator: Comparator) -> None:
+    comparator.update(Update(T, answers(svc=frozenset({"1.1.1.1", "1.1.1.2", "1.1.1.3"})),
+                             Stamp(1.0)))
+    outcome = comparator.update(Update(T, answers(svc=frozenset({"1.1.1.1", "1.1.1.2"})),
+                                       Stamp(2.0)))
+    assert {(r.reason, r.value) for r in outcome.races} == {
+        ("left_truth_while_missing", "1.1.1.3")}
+    assert probe(comparator, 3.0, {"1.1.1.1", "1.1.1.2"}) == []
+
+
+def test_probe_sent_before_the_change_is_a_race_not_a_window(
+        comparator: Comparator) -> None:
+    probe(comparator, 1.0, {"1.1.1.1", "1.1.1.2"})
+    comparator.update(Update(T, answers(svc=frozenset({"1.1.1.1"})), Stamp(2.0)))
+    outcome = comparator.observe(Observation(Q, S, 1.99, 2.01, frozenset({"1.1.1.1"})))
+    assert outcome.windows == []
+    assert [r.reason for r in outcome.races] == ["layer_ahead_of_watch"]
+
+
+def test_value_served_again_after_removal_is_attributed_to_the_removal(
+        comparator: Comparator) -> None:
+    comparator.update(Update(T, answers(svc=frozenset({"1.1.1.1"})), Stamp(2.0)))
+    # S2 was never probed before the removal; a replica that still serves the old IP later
+    # is stale because of that removal.
+    probe(comparator, 3.0, {"1.1.1.1", "1.1.1.2"}, server=S2)
+    assert comparator.open_windows(4.0)[(T, "coredns")].stale_age == 2.0
+    assert probe(comparator, 5.0, {"1.1.1.1"}, server=S2) == [(STALE, "watch", 3.0)]
+
+
+def test_readded_while_still_served_is_a_race(comparator: Comparator) -> None:
+    probe(comparator, 1.0, {"1.1.1.1", "1.1.1.2"})
+    comparator.update(Update(T, answers(svc=frozenset({"1.1.1.1"})), Stamp(2.0)))
+    outcome = comparator.update(Update(T, answers(svc=frozenset({"1.1.1.1", "1.1.1.2"})),
+                                       Stamp(3.0)))
+    assert [r.reason for r in outcome.races] == ["returned_while_stale"]
+    assert probe(comparator, 4.0, {"1.1.1.1", "1.1.1.2"}) == []
+
+
+def test_startup_state_shows_in_gauges_but_never_as_samples() -> None:
+    c = Comparator()
+    c.set_servers([S])
+    c.update(Update(T, {Q: frozenset({"1.1.1.1"})}, Stamp(0.0)))
+    assert probe(c, 1.0, {"9.9.9.9"}) == []
+    c.mark_synced()
+    summary = c.open_windows(11.0)[(T, "node-local")]
+    assert (summary.stale, summary.stale_age, summary.missing) == (1, 10.0, 1)
+    assert probe(c, 12.0, {"1.1.1.1"}) == []
+    assert c.open_windows(12.0) == {}
+
+
+def test_negative_trigger_reference_is_clamped(comparator: Comparator) -> None:
+    probe(comparator, 1.0, {"1.1.1.1", "1.1.1.2"})
+    comparator.update(Update(T, answers(svc=frozenset({"1.1.1.1"})), Stamp(2.0, 2.5)))
+    outcome = comparator.observe(Observation(Q, S, 2.2, 2.2, frozenset({"1.1.1.1"})))
+    trigger = [w for w in outcome.windows if w.reference == "trigger"]
+    assert [(w.seconds, w.clamped) for w in trigger] == [(0.0, True)]
+
+
+def test_converged_needs_a_probe_after_the_change(comparator: Comparator) -> None:
+    probe(comparator, 1.0, {"1.1.1.1", "1.1.1.2"})
+    probe(comparator, 1.0, {"1.1.1.2"}, POD)
+    assert comparator.converged(T, S)
+    comparator.update(Update(T, answers(svc=frozenset({"1.1.1.1"}), pod=frozenset()),
+                             Stamp(2.0)))
+    assert not comparator.converged(T, S)
+    probe(comparator, 3.0, {"1.1.1.1"})
+    probe(comparator, 3.0, set(), POD)
+    assert comparator.converged(T, S)
+
+
+def test_retired_names_are_probed_until_settled_then_forgotten() -> None:
+    c = Comparator(history=60)
+    c.set_servers([S])
+    c.update(Update(T, {Q: frozenset({"1.1.1.1"}), POD: frozenset({"1.1.1.1"})}, Stamp(0.0)))
+    c.mark_synced()
+    probe(c, 1.0, {"1.1.1.1"}, POD)
+    c.update(Update(T, {Q: frozenset({"1.1.1.1"})}, Stamp(2.0)))
+    assert POD in c.questions(T)
+    assert c.prune(3.0) == []
+    probe(c, 4.0, set(), POD)
+    assert c.prune(5.0) == [T]
+    assert c.questions(T) == [Q]
+
+
+def test_target_removed_makes_every_record_stale(comparator: Comparator) -> None:
+    probe(comparator, 1.0, {"1.1.1.1", "1.1.1.2"})
+    comparator.update(Update(T, None, Stamp(2.0)))
+    assert comparator.open_windows(3.0)[(T, "node-local")].stale == 2

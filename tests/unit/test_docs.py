@@ -1,0 +1,26 @@
+"""Docs that are derived from code must match it."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from exporter.settings import reference_table
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_configuration_reference_is_generated_from_settings() -> None:
+    text = (ROOT / "docs" / "configuration.md").read_text()
+    assert reference_table() in text, "regenerate with exporter.settings.reference_table()"
+
+
+def test_every_exported_metric_is_documented_with_a_query() -> None:
+    source = "\n".join(p.read_text() for p in (ROOT / "exporter").glob("*.py"))
+    names = set(re.findall(r'"(dns_staleness_[a-z_]+)"', source))
+    doc = (ROOT / "docs" / "metrics.md").read_text()
+    for name in names:
+        suffix = "_total" if re.search(rf'Counter(MetricFamily)?\(\s*"{name}"', source) else ""
+        section = doc.split(f"### `{name}{suffix}`")
+        assert len(section) == 2, f"{name}{suffix} has no section in docs/metrics.md"
+        assert "```promql" in section[1].split("### ")[0], f"{name} has no example query"

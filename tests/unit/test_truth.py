@@ -1,0 +1,187 @@
+"""The truth model against CoreDNS's kubernetes plugin rules, and odd API objects."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from exporter.objects import ObjectError, parse_service, parse_slice
+from exporter.records import Question, Target
+from exporter.selection import Selection, SelectorError, parse_label_selector
+from exporter.truth import Truth, expected_answers
+
+D = "web.ns.svc.cluster.local."
+
+
+def service(name: str = "web", **spec: Any) -> dict[str, Any]:
+    body = {"clusterIP": "None", "selector": {"app": name},
+            "ports": [{"name": "http", "port": 80, "protocol": "TCP"}]}
+    body.update(spec)
+    return {"metadata": {"name": name, "namespace": "ns", "resourceVersion": "1"}, "spec": body}
+
+
+def endpoint(ip: str | list[str], hostname: str | None = None,
+             ready: bool | None = True) -> dict[str, Any]:
+    body: dict[str, Any] = {"addresses": ip if isinstance(ip, list) else [ip]}
+    if ready is not None:
+        body["conditions"] = {"ready": ready}
+    if hostname:
+        body["hostname"] = hostname
+    return body
+
+
+def slice_(name: str, *endpoints: dict[str, Any], family: str = "IPv4",
+           ports: list[dict[str, Any]] | None = None, trigger: str | None = None,
+           svc: str = "web") -> dict[str, Any]:
+    meta: dict[str, Any] = {"name": name, "namespace": "ns", "resourceVersion": "7",
+                            "labels": {"kubernetes.io/service-name": svc}}
+    if trigger:
+        meta["annotations"] = {"endpoints.kubernetes.io/last-change-trigger-time": trigger}
+    return {"metadata": meta, "addressType": family, "endpoints": list(endpoints),
+            "ports": [{"name": "http", "port": 80, "protocol": "TCP"}] if ports is None else ports}
+
+
+def answers(svc: dict[str, Any], *slices: dict[str, Any]) -> dict[Question, frozenset[str]]:
+    return expected_answers(parse_service(svc), [parse_slice(s) for s in slices],
+                            "cluster.local")
+
+
+def test_ready_nil_counts_not_ready_false_is_dropped() -> None:
+    got = answers(service(), slice_("a", endpoint("10.0.0.1"), endpoint("10.0.0.2", ready=None),
+                                    endpoint("10.0.0.3", ready=False)))
+    assert got[Question(D, "A")] == {"10.0.0.1", "10.0.0.2"}
+
+
+def test_duplicates_across_slices_and_dual_stack() -> None:
+    got = answers(service(ipFamilies=["IPv4", "IPv6"]),
+                  slice_("a", endpoint("10.0.0.1", "web-0")),
+                  slice_("b", endpoint("10.0.0.1", "web-0")),
+                  slice_("c", endpoint("fd00::0001", "web-0"), family="IPv6"))
+    assert got[Question(D, "A")] == {"10.0.0.1"}
+    assert got[Question(D, "AAAA")] == {"fd00::1"}
+    assert got[Question(f"web-0.{D}", "AAAA")] == {"fd00::1"}
+    assert got[Question(f"_http._tcp.{D}", "SRV")] == {f"80 web-0.{D}"}
+
+
+def test_srv_targets_hostname_or_dashed_ip_for_named_ports_only() -> None:
+    ports = [{"name": "http", "port": 80, "protocol": "TCP"}, {"port": 9000, "protocol": "UDP"}]
+    got = answers(service(), slice_("a", endpoint("10.0.0.1", "web-0"), endpoint("10.0.0.2"),
+                                    ports=ports))
+    assert got[Question(f"_http._tcp.{D}", "SRV")] == {f"80 web-0.{D}", f"80 10-0-0-2.{D}"}
+    assert [q for q in got if q.rtype == "SRV"] == [Question(f"_http._tcp.{D}", "SRV")]
+    assert Question(f"10-0-0-2.{D}", "A") not in got
+
+
+def test_empty_service_expects_nxdomain_for_its_names() -> None:
+    got = answers(service())
+    assert got == {Question(D, "A"): frozenset(), Question(f"_http._tcp.{D}", "SRV"): frozenset()}
+
+
+def test_service_without_ports_has_no_srv() -> None:
+    got = answers(service(ports=[]), slice_("a", endpoint("10.0.0.1"), ports=[]))
+    assert {q.rtype for q in got} == {"A"}
+
+
+def test_fqdn_slices_are_ignored_like_coredns() -> None:
+    got = answers(service(), slice_("a", endpoint("10.0.0.1")),
+                  slice_("b", endpoint("10.0.0.9"), family="FQDN"))
+    assert got[Question(D, "A")] == {"10.0.0.1"}
+
+
+def test_all_addresses_of_an_endpoint_are_served() -> None:
+    got = answers(service(), slice_("a", endpoint(["10.0.0.1", "10.0.0.2"], "web-0")))
+    assert got[Question(f"web-0.{D}", "A")] == {"10.0.0.1", "10.0.0.2"}
+
+
+@pytest.mark.parametrize(("obj", "message"), [
+    ([], "EndpointSlice must be an object"),
+    ({"metadata": {}}, "without metadata.name"),
+    ({"metadata": {"name": "x"}}, "without metadata.namespace"),
+    ({"metadata": {"name": "x", "namespace": "ns"}}, "no kubernetes.io/service-name label"),
+    ({"metadata": {"name": "x", "namespace": "ns",
+                   "labels": {"kubernetes.io/service-name": "web"}}, "endpoints": {}},
+     "endpoints must be a list"),
+    ({"metadata": {"name": "x", "namespace": "ns",
+                   "labels": {"kubernetes.io/service-name": "web"}}, "ports": 3},
+     "ports must be a list"),
+])
+def test_odd_slices_give_one_line_errors(obj: Any, message: str) -> None:
+    with pytest.raises(ObjectError, match=message) as info:
+        parse_slice(obj)
+    assert "\n" not in str(info.value)
+
+
+def test_bad_addresses_are_counted_and_the_rest_kept() -> None:
+    state = parse_slice(slice_("a", endpoint(["10.0.0.1", "not-an-ip"], "web-0")))
+    assert state.invalid_addresses == 1
+    assert state.endpoints[0].addresses == ("10.0.0.1",)
+
+
+def test_trigger_time_is_read_and_stamped_only_when_it_changes() -> None:
+    truth = Truth("cluster.local", lambda s: True, 10)
+    truth.apply_service(parse_service(service()), now=1.0)
+    first = slice_("a", endpoint("10.0.0.1"), trigger="2024-01-01T00:00:10Z")
+    [update] = truth.apply_slice(parse_slice(first), now=100.0, wall_offset=1704067100.0)
+    assert update.stamp.trigger == pytest.approx(110.0)
+    [update] = truth.apply_slice(parse_slice(first), now=101.0, wall_offset=1704067100.0)
+    assert update.stamp.trigger is None
+
+
+def test_cap_drops_targets_counts_them_and_admits_them_later() -> None:
+    truth = Truth("cluster.local", lambda s: True, max_targets=1)
+    assert truth.apply_service(parse_service(service("a")), 0.0)
+    assert truth.apply_service(parse_service(service("b")), 0.0) == []
+    assert truth.apply_service(parse_service(service("b")), 0.0) == []
+    assert truth.dropped_total == 1
+    updates = truth.delete_service(Target("ns", "a"), 1.0)
+    assert [(u.target.service, u.answers is None) for u in updates] == [("a", True),
+                                                                         ("b", False)]
+
+
+def test_non_headless_and_opted_out_services_are_not_targets() -> None:
+    selected = Selection(opt_out_annotation="skip").matcher()
+    truth = Truth("cluster.local", selected, 10)
+    assert truth.apply_service(parse_service(service(clusterIP="10.96.0.1")), 0.0) == []
+    opted = service("b")
+    opted["metadata"]["annotations"] = {"skip": "true"}
+    assert truth.apply_service(parse_service(opted), 0.0) == []
+    assert truth.monitored == set()
+
+
+def test_misconfigurations_from_service_and_slices() -> None:
+    truth = Truth("cluster.local", lambda s: True, 10)
+    truth.apply_service(parse_service(service("a", ports=[{"port": 80}])), 0.0)
+    truth.apply_service(parse_service(service("b", selector=None)), 0.0)
+    assert truth.misconfigurations() == {
+        Target("ns", "a"): {"no_named_ports"},
+        Target("ns", "b"): {"selectorless_without_endpoints"},
+    }
+
+
+def test_relist_reports_only_targets_whose_answers_moved() -> None:
+    truth = Truth("cluster.local", lambda s: True, 10)
+    svc_a, svc_b = parse_service(service("a")), parse_service(service("b"))
+    truth.apply_service(svc_a, 0.0)
+    truth.apply_service(svc_b, 0.0)
+    moved = parse_slice(slice_("b1", endpoint("10.0.0.1"), svc="b"))
+    updates = truth.replace_all([svc_a, svc_b], [moved], 5.0)
+    assert [u.target.service for u in updates] == ["b"]
+
+
+@pytest.mark.parametrize(("selector", "labels", "match"), [
+    ("app=db", {"app": "db"}, True),
+    ("app==db,tier!=cache", {"app": "db", "tier": "cache"}, False),
+    ("app in (db, web)", {"app": "web"}, True),
+    ("app notin (db)", {"app": "db"}, False),
+    ("!legacy", {"legacy": "1"}, False),
+    ("monitored", {"monitored": ""}, True),
+    ("", {}, True),
+])
+def test_label_selectors(selector: str, labels: dict[str, str], match: bool) -> None:
+    assert parse_label_selector(selector)(labels) is match
+
+
+def test_bad_selector_names_the_term() -> None:
+    with pytest.raises(SelectorError, match="'a=b=c'"):
+        parse_label_selector("x=y,a=b=c")
