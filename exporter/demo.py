@@ -2,7 +2,8 @@
 
 The lab plays a headless Service with three StatefulSet pods, a CoreDNS-like server (kubernetes
 plugin TTL 5 behind `cache 30`) and a NodeLocal-like cache (`success 30`, `denial 5`, 5 s
-floor) that forwards to it, with clients keeping the caches warm. The scenario deletes web-2,
+floor) that forwards to it. Clients keep both caches warm: the rest of the cluster asks CoreDNS,
+this node's pods ask node-local, out of step, and each step lands right after a CoreDNS refill. The scenario deletes web-2,
 recreates it with a new IP, and scales a second Service up from zero. The same agent as `run`
 probes both layers; each closed window is printed beside the window the lab's caches imply.
 """
@@ -29,7 +30,11 @@ from exporter.settings import Settings
 
 NAMESPACE = "demo"
 CLIENT_INTERVAL = 0.5
-"""How often the lab's clients ask node-local for every name, keeping its caches warm."""
+"""How often the lab's clients ask for every name, keeping the caches warm."""
+NODE_CLIENTS_START = 2.5
+"""This node's pods start asking later than the rest of the cluster."""
+FRESH = 0.3
+"""A scenario step waits for a CoreDNS cache entry younger than this."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,16 +43,19 @@ class Step:
     """Fraction of the run's duration."""
     text: str
     apply: Callable[[LabCluster], None]
+    service: str
+    """Its Service name's A record is the one whose cache refill the step waits for."""
 
 
 SCENARIO = (
     Step(0.10, "delete pod web-2 (10.0.0.12)",
-         lambda c: c.delete_pod(NAMESPACE, "web", "web-2")),
+         lambda c: c.delete_pod(NAMESPACE, "web", "web-2"), "web"),
     Step(0.32, "recreate pod web-2 with a new IP (10.0.0.22)",
-         lambda c: c.set_pod(NAMESPACE, "web", LabPod("web-2", "10.0.0.22", hostname="web-2"))),
+         lambda c: c.set_pod(NAMESPACE, "web", LabPod("web-2", "10.0.0.22", hostname="web-2")),
+         "web"),
     Step(0.55, "scale queue from 0 to 1 (queue-0, 10.0.1.10)",
          lambda c: c.set_pod(NAMESPACE, "queue", LabPod("queue-0", "10.0.1.10",
-                                                        hostname="queue-0"))),
+                                                        hostname="queue-0")), "queue"),
 )
 
 
@@ -92,19 +100,38 @@ class Lab:
         self.queue.put_nowait(Synced())
         return refs
 
+    def names(self) -> list[Question]:
+        """Every name a client of the lab's Services may ask for, including retired ones."""
+        cluster, names = self.cluster, set()
+        for service in cluster.services.values():
+            domain = cluster.domain(service)
+            names |= set(cluster.answers(service)) | {Question(domain, "A")} | {
+                Question(f"_{name}._{proto.lower()}.{domain}", "SRV")
+                for name, _, proto in service.ports}
+            names |= {c.question for c in cluster.changes if c.question.name.endswith(domain)}
+        return sorted(names)
+
     async def clients(self) -> None:
-        """Applications on the node: they resolve every name through node-local."""
-        cluster = self.cluster
+        """Applications: the rest of the cluster asks CoreDNS directly, this node's pods ask
+        node-local, starting a little later, so the two caches refill out of step as they do
+        in a real cluster."""
+        started = time.monotonic()
         while True:
-            for service in cluster.services.values():
-                domain = cluster.domain(service)
-                names = set(cluster.answers(service)) | {Question(domain, "A")} | {
-                    Question(f"_{name}._{proto.lower()}.{domain}", "SRV")
-                    for name, _, proto in service.ports}
-                names |= {c.question for c in cluster.changes if c.question.name.endswith(domain)}
-                for question in sorted(names):
+            for question in self.names():
+                self.caches["coredns"].resolve(question)
+                if time.monotonic() - started >= NODE_CLIENTS_START:
                     self.caches["node-local"].resolve(question)
             await asyncio.sleep(CLIENT_INTERVAL)
+
+    async def fresh_fill(self, question: Question, limit: float = 6.0) -> None:
+        """Wait until CoreDNS's cache has just refilled `question`: a change right after a
+        refill is served stale for the cache's whole lifetime, the case worth showing."""
+        deadline = time.monotonic() + limit
+        while time.monotonic() < deadline:
+            entry = self.caches["coredns"].entries.get(question)
+            if entry is not None and time.monotonic() - entry[1] < FRESH:
+                return
+            await asyncio.sleep(0.01)
 
     def implied(self, window: Window) -> float | None:
         """The window the lab's caches imply for the change behind a measured window."""
@@ -229,6 +256,8 @@ async def run_demo(settings: Settings, out: TextIO = sys.stdout,
     async def script() -> None:
         for step in SCENARIO:
             await asyncio.sleep(max(0.0, started + step.at * settings.duration - time.monotonic()))
+            zone = settings.zone.strip(".")
+            await lab.fresh_fill(Question(f"{step.service}.{NAMESPACE}.svc.{zone}.", "A"))
             step.apply(lab.cluster)
             view.event(step.text)
 

@@ -22,7 +22,7 @@ def free_port() -> int:
 
 async def test_demo_measures_every_window_within_one_fast_interval() -> None:
     port = free_port()
-    settings = load("demo", {"duration": "30", "listen": f"127.0.0.1:{port}"}, {}, None)
+    settings = load("demo", {"duration": "40", "listen": f"127.0.0.1:{port}"}, {}, None)
     out = io.StringIO()
     demo = asyncio.create_task(run_demo(settings, out))
     gauges: set[str] = set()
