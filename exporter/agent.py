@@ -13,12 +13,12 @@ import random
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass
-from typing import Any
 
 from exporter.budget import Budget
 from exporter.comparator import Comparator, Observation, Outcome, ServerRef
 from exporter.dnsmsg import QueryWire
+from exporter.events import ObjectEvent, Relisted, SourceEvent, Synced
+from exporter.layers import Discovery
 from exporter.metrics import Metrics, Snapshot
 from exporter.objects import ObjectError, parse_service, parse_slice
 from exporter.probe import Prober, ProbeResult
@@ -34,28 +34,11 @@ TTL_HORIZON = 600.0
 """The TTL gauge shows the highest TTL seen in the last ten minutes."""
 
 
-@dataclass(frozen=True, slots=True)
-class ObjectEvent:
-    kind: str
-    """Service or EndpointSlice."""
-    type: str
-    """ADDED, MODIFIED or DELETED, as the watch says."""
-    obj: Any
-
-
-@dataclass(frozen=True, slots=True)
-class Synced:
-    """The initial list is complete: changes from now on open windows."""
-
-
-SourceEvent = ObjectEvent | Synced
-
-
 class Agent:
     def __init__(
         self, settings: Settings, servers: Sequence[ServerRef], metrics: Metrics, *,
         clock: Callable[[], float] = time.monotonic, wall: Callable[[], float] = time.time,
-        rng: random.Random | None = None,
+        rng: random.Random | None = None, discovery: Discovery | None = None,
     ) -> None:
         self.settings = settings
         self.metrics = metrics
@@ -68,16 +51,16 @@ class Agent:
             Budget(settings.probe_budget_qps, settings.probe_burst), rng or random.Random(),
             fast_interval=settings.fast_interval, fast_cap=settings.fast_cap,
             sweep_interval=settings.sweep_interval)
-        wire = QueryWire()
-        self.probers = {s: Prober(s, settings.probe_timeout, wire, clock) for s in servers}
-        self.comparator.set_servers(self.probers)
-        self.scheduler.set_servers(tuple(sorted(self.probers)))
+        self.wire = QueryWire()
+        self.discovery = discovery
+        self.probers: dict[ServerRef, Prober] = {}
+        self._layer_up: dict[ServerRef, bool] = {}
+        self._kick = asyncio.Event()
+        self.set_servers(tuple(servers) if discovery is None else discovery.servers())
         self.ready = False
         self.outcome_listeners: list[Callable[[Outcome], None]] = []
-        self._layer_up: dict[ServerRef, bool] = {}
         self._ttl: dict[str, deque[tuple[float, int]]] = {}
         self._delays: deque[float] = deque(maxlen=256)
-        self._kick = asyncio.Event()
         self._inflight: set[asyncio.Task[None]] = set()
 
     def ingest(self, event: SourceEvent) -> None:
@@ -88,7 +71,12 @@ class Agent:
                 log.info("initial sync done: %d targets", len(self.truth.monitored))
             self.ready = True
             return
-        self.metrics.watch_events.labels(event.kind, event.type).inc()
+        if isinstance(event, Relisted):
+            self.metrics.watch_events.labels(event.kind, "RELIST").inc()
+        else:
+            self.metrics.watch_events.labels(event.kind, event.type).inc()
+            if event.type == "BOOKMARK":
+                return
         try:
             updates = self._apply(event, now)
         except ObjectError as exc:
@@ -98,7 +86,14 @@ class Agent:
         for update in updates:
             self._absorb(update, now)
 
-    def _apply(self, event: ObjectEvent, now: float) -> list[Update]:
+    def _apply(self, event: ObjectEvent | Relisted, now: float) -> list[Update]:
+        if event.kind.startswith("Dns"):
+            self._discover(event)
+            return []
+        if isinstance(event, Relisted):
+            if event.kind == "Service":
+                return self.truth.replace_services(map(parse_service, event.objects), now)
+            return self.truth.replace_slices(map(parse_slice, event.objects), now)
         deleted = event.type == "DELETED"
         if event.kind == "Service":
             service = parse_service(event.obj)
@@ -112,6 +107,38 @@ class Agent:
             log.warning("EndpointSlice %s/%s: %d addresses are not IPs; skipped them",
                         one.namespace, one.name, one.invalid_addresses)
         return self.truth.apply_slice(one, now, self.wall() - now)
+
+    def _discover(self, event: ObjectEvent | Relisted) -> None:
+        if self.discovery is None:
+            return
+        objects = event.objects if isinstance(event, Relisted) else (event.obj,)
+        if event.kind == "DnsService":
+            live = [o for o in objects if not (isinstance(event, ObjectEvent)
+                                              and event.type == "DELETED")]
+            self.discovery.apply_service(live[0] if live else None)
+        else:
+            if isinstance(event, Relisted):
+                self.discovery.slices.clear()
+            for obj in objects:
+                name = str((obj.get("metadata") or {}).get("name") or "")
+                gone = isinstance(event, ObjectEvent) and event.type == "DELETED"
+                self.discovery.apply_slice(name, None if gone else obj)
+        self.set_servers(self.discovery.servers())
+
+    def set_servers(self, servers: tuple[ServerRef, ...]) -> None:
+        """Start probing new servers and forget removed ones."""
+        if set(servers) == set(self.probers):
+            return
+        for server in set(self.probers) - set(servers):
+            self.probers.pop(server).close()
+            self._layer_up.pop(server, None)
+        for server in set(servers) - set(self.probers):
+            self.probers[server] = Prober(server, self.settings.probe_timeout, self.wire,
+                                          self.clock)
+        log.info("probing %s", ", ".join(f"{s.layer}={s.address}" for s in sorted(servers)))
+        self.comparator.set_servers(self.probers)
+        self.scheduler.set_servers(tuple(sorted(self.probers)))
+        self._kick.set()
 
     def _absorb(self, update: Update, now: float) -> None:
         if update.stamp.trigger is not None:
@@ -130,13 +157,24 @@ class Agent:
 
     def _publish(self, outcome: Outcome) -> None:
         self.metrics.record_windows(outcome.windows, outcome.races)
+        if log.isEnabledFor(logging.DEBUG):
+            for w in outcome.windows:
+                log.debug("window kind=%s layer=%s server=%s name=%s type=%s value=%s "
+                          "reference=%s seconds=%.3f resolution=%.3f", w.kind, w.server.layer,
+                          w.server.address, w.question.name, w.question.rtype,
+                          w.value.replace(" ", "_"), w.reference, w.seconds, w.resolution)
         if outcome.windows or outcome.races:
             for listener in self.outcome_listeners:
                 listener(outcome)
 
     async def _probe(self, key: ProbeKey) -> None:
-        result = await self.probers[key.server].probe(key.question)
+        prober = self.probers.get(key.server)
+        if prober is None:
+            return
+        result = await prober.probe(key.question)
         self.metrics.record_probe(result)
+        if key.server not in self.probers:
+            return
         self._layer_up[key.server] = result.answer is not None
         if result.answer is None:
             return

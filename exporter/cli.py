@@ -28,7 +28,6 @@ from exporter.settings import (
 PROG = "dns-staleness-exporter"
 EXIT_USAGE = 2
 NOT_BUILT = {
-    "run": "the agent against a cluster is not built yet (issue 3)",
     "check": "the one-shot diagnosis is not built yet (issue 6)",
 }
 
@@ -72,18 +71,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-async def _demo(settings: Settings) -> int:
+async def _serve(command: str, settings: Settings) -> int:
     from exporter.demo import run_demo
+    from exporter.kubeconfig import KubeconfigError
+    from exporter.run import run_agent
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     try:
-        await run_demo(settings, stop=stop)
+        if command == "demo":
+            await run_demo(settings, stop=stop)
+        else:
+            await run_agent(settings, stop)
+    except KubeconfigError as exc:
+        print(f"{PROG}: error: kubeconfig: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     except OSError as exc:
         print(f"{PROG}: error: listen ({settings.listen}): {exc.strerror or exc}; "
-              f"pass --listen 127.0.0.1:0 for a free port", file=sys.stderr)
+              f"pass another --listen, e.g. 127.0.0.1:0 for a free port", file=sys.stderr)
         return EXIT_USAGE
     return 0
 
@@ -92,7 +99,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
-        command = "demo"
         args = parser.parse_args(["demo", *(argv if argv is not None else sys.argv[1:])])
     command = args.command
     flags = {name: getattr(args, name) for name in settings_for(command)}
@@ -107,4 +113,4 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{PROG} {command}: {NOT_BUILT[command]}; try `{PROG} demo`", file=sys.stderr)
         return 1
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        return runner.run(_demo(settings))
+        return runner.run(_serve(command, settings))

@@ -169,7 +169,7 @@ class Comparator:
         outcome = Outcome()
         answers = update.answers or {}
         names = self._by_target.setdefault(update.target, set())
-        stamp = update.stamp if self.synced else None
+        stamp = update.stamp if self.synced and not update.gap else None
         for question in names | set(answers):
             qs = self._questions.get(question)
             if qs is None:
@@ -184,14 +184,14 @@ class Comparator:
                 qs.changed_at = update.stamp.watch
                 outcome.changed = True
             for value in removed:
-                self._remove(qs, question, value, stamp, outcome)
+                self._remove(qs, question, value, stamp, update.stamp.watch, outcome)
             for value in added:
                 self._add(qs, question, value, stamp, outcome)
         return outcome
 
     def _remove(
         self, qs: _QuestionState, question: Question, value: str, stamp: Stamp | None,
-        outcome: Outcome,
+        at: float, outcome: Outcome,
     ) -> None:
         del qs.expected[value]
         if stamp is not None:
@@ -201,8 +201,8 @@ class Comparator:
                 if stamp is not None:
                     outcome.races.append(
                         Race("left_truth_while_missing", qs.target, question, server, value))
-            elif stamp is not None and value in cell.served and cell.last_received is not None:
-                cell.stale[value] = _Open(stamp, stamp.watch, cell.last_received)
+            elif self.synced and value in cell.served and cell.last_received is not None:
+                cell.stale[value] = _Open(stamp, at, cell.last_received)
 
     def _add(
         self, qs: _QuestionState, question: Question, value: str, stamp: Stamp | None,

@@ -3,9 +3,10 @@
 The lab plays a headless Service with three StatefulSet pods, a CoreDNS-like server (kubernetes
 plugin TTL 5 behind `cache 30`) and a NodeLocal-like cache (`success 30`, `denial 5`, 5 s
 floor) that forwards to it. Clients keep both caches warm: the rest of the cluster asks CoreDNS,
-this node's pods ask node-local, out of step, and each step lands right after a CoreDNS refill. The scenario deletes web-2,
-recreates it with a new IP, and scales a second Service up from zero. The same agent as `run`
-probes both layers; each closed window is printed beside the window the lab's caches imply.
+this node's pods ask node-local, out of step. The scenario deletes web-2, recreates it with a
+new IP, and scales a second Service up from zero, each right after a CoreDNS cache refill.
+The same agent as `run` probes both layers; each closed window is printed beside the window
+the lab's caches imply.
 """
 
 from __future__ import annotations
@@ -20,8 +21,9 @@ from typing import Any, TextIO
 
 from prometheus_client import CollectorRegistry
 
-from exporter.agent import Agent, ObjectEvent, SourceEvent, Synced
+from exporter.agent import Agent
 from exporter.comparator import PROPAGATION, STALE, Outcome, ServerRef, Window
+from exporter.events import ObjectEvent, SourceEvent, Synced
 from exporter.lab import CacheBackend, KubernetesBackend, LabCluster, LabDnsServer, LabPod
 from exporter.metrics import Metrics
 from exporter.records import Question

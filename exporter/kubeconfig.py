@@ -29,7 +29,6 @@ class ClusterAccess:
     server: str
     """Base URL of the API server, without a trailing slash."""
     ca_file: str | None
-    ca_data: bytes | None
     insecure: bool
     token: str | None
     token_file: str | None
@@ -52,11 +51,13 @@ class ClusterAccess:
     def ssl_context(self) -> ssl.SSLContext | bool:
         if self.insecure:
             return False
-        context = ssl.create_default_context(
-            cafile=self.ca_file,
-            cadata=self.ca_data.decode() if self.ca_data else None)
-        if self.cert_file and self.key_file:
-            context.load_cert_chain(self.cert_file, self.key_file)
+        try:
+            context = ssl.create_default_context(cafile=self.ca_file)
+            if self.cert_file and self.key_file:
+                context.load_cert_chain(self.cert_file, self.key_file)
+        except (ssl.SSLError, OSError) as exc:
+            raise KubeconfigError(f"{self.source}: unusable certificate-authority or client "
+                                  f"certificate ({exc}); check those fields") from None
         return context
 
 
@@ -70,7 +71,7 @@ def in_cluster(env: Mapping[str, str], root: Path = SERVICE_ACCOUNT) -> ClusterA
                               "token (automountServiceAccountToken: true)")
     host = f"[{host}]" if ":" in host else host
     ca = root / "ca.crt"
-    return ClusterAccess(f"https://{host}:{port}", str(ca) if ca.exists() else None, None,
+    return ClusterAccess(f"https://{host}:{port}", str(ca) if ca.exists() else None,
                          False, None, str(token), None, None, "in-cluster")
 
 
@@ -139,7 +140,6 @@ def from_kubeconfig(path: str, context: str | None = None) -> ClusterAccess:
     return ClusterAccess(
         server=server.rstrip("/"),
         ca_file=_file_or_data(cluster, "certificate-authority", base, path, scratch),
-        ca_data=None,
         insecure=bool(cluster.get("insecure-skip-tls-verify")),
         token=str(user["token"]) if user.get("token") else None,
         token_file=str((base / str(token_file)).resolve()) if token_file else None,

@@ -60,6 +60,19 @@ def _ip(value: str) -> str | None:
     return None
 
 
+def _ip_port(value: str) -> str | None:
+    host = value
+    if value.startswith("["):
+        host, _, port = value[1:].partition("]")
+        if not port.startswith(":") or not port[1:].isdigit():
+            return "must be an IP or IP:PORT, e.g. 169.254.20.10 or [fd00::10]:53"
+    elif value.count(":") == 1:
+        host, _, port = value.partition(":")
+        if not port.isdigit() or not 0 < int(port) <= 65535:
+            return "must be an IP or IP:PORT, e.g. 169.254.20.10:53"
+    return _ip(host)
+
+
 def _dns_label(value: str) -> str | None:
     labels = value.strip(".").split(".")
     if not value or any(not 0 < len(label) <= 63 for label in labels):
@@ -83,11 +96,9 @@ def _layers(values: tuple[str, ...]) -> str | None:
 def _static(values: tuple[str, ...]) -> str | None:
     for value in values:
         name, sep, address = value.partition("=")
-        host = address.rsplit(":", 1)[0] if address.count(":") == 1 else address.strip("[]")
-        host = host.split("]")[0]
-        if not sep or not name or name in LAYERS or _ip(host):
-            return (f"bad entry {value!r}: write NAME=IP or NAME=IP:PORT with a NAME that is "
-                    f"not one of {', '.join(LAYERS)}, e.g. upstream=10.0.0.10:53")
+        if not sep or not name or _ip_port(address):
+            return (f"bad entry {value!r}: write NAME=IP or NAME=IP:PORT, "
+                    f"e.g. upstream=10.0.0.10:53")
     return None
 
 
@@ -137,8 +148,8 @@ class Settings:
     """Seconds a removed record stays attributable to its removal, and a removed name probed."""
     layers: tuple[str, ...] = setting(LAYERS, _layers, ("run", "check"))
     """Discovered layers to probe, comma-separated: node-local, kube-dns, coredns, resolv-conf."""
-    node_local_address: str = setting("169.254.20.10", _ip, ("run", "check"))
-    """The NodeLocal DNSCache address; the layer is used only if it answers."""
+    node_local_address: str = setting("169.254.20.10", _ip_port, ("run", "check"))
+    """The NodeLocal DNSCache address, IP or IP:PORT; the layer is used only if it answers."""
     kube_dns_namespace: str = setting("kube-system", None, ("run", "check"))
     """Namespace of the cluster DNS Service."""
     kube_dns_service: str = setting("kube-dns", None, ("run", "check"))
@@ -146,9 +157,15 @@ class Settings:
     resolv_conf: str = setting("/etc/resolv.conf", None, ("run", "check"))
     """resolv.conf whose first nameserver is the resolv-conf layer."""
     static_servers: tuple[str, ...] = setting((), _static, ("run", "check"))
-    """Extra layers, comma-separated NAME=IP[:PORT] entries, e.g. upstream=10.0.0.10."""
+    """Extra servers, comma-separated NAME=IP[:PORT]; NAME is the layer, e.g. upstream=10.0.0.10."""
     node_name: str = setting("", None, ("run",))
     """This node's name (downward API); it shards the per-replica CoreDNS probes."""
+    coredns_replicas_per_node: int = setting(1, _at_least(1, True), ("run", "check"))
+    """CoreDNS replicas each node probes directly, chosen by rendezvous hashing of the node."""
+    watch_timeout: float = setting(300.0, _between(10, 3600), ("run",))
+    """Seconds a watch request lasts before it is renewed (jittered by 20 %)."""
+    watch_start_jitter: float = setting(5.0, _between(0, 600), ("run",))
+    """Up to this many seconds of random delay before the first list, to spread a rollout."""
     duration: float = setting(90.0, _between(1, 86400), ("demo",))
     """Seconds the demo runs before it prints its summary."""
 

@@ -41,6 +41,8 @@ class Update:
     target: Target
     answers: Answers | None
     stamp: Stamp
+    gap: bool = False
+    """Learned through a relist: when the change happened is unknown."""
 
 
 def expected_answers(
@@ -166,21 +168,30 @@ class Truth:
             self.slices.pop(target, None)
         return self._refresh(target, Stamp(now))
 
-    def replace_all(
-        self, services: Iterable[ServiceState], slices: Iterable[SliceState], now: float
-    ) -> list[Update]:
-        """A relist: adopt the listed state and report only the targets whose answers moved."""
-        before = {t: self._answers(t) for t in self.monitored}
-        self.services = {s.target: s for s in services}
-        self.slices = {}
+    def replace_services(self, services: Iterable[ServiceState], now: float) -> list[Update]:
+        """A relist of Services: adopt it; report the targets whose answers moved."""
+        listed = {s.target: s for s in services}
+        return self._replace(lambda: setattr(self, "services", listed), now)
+
+    def replace_slices(self, slices: Iterable[SliceState], now: float) -> list[Update]:
+        """A relist of EndpointSlices: adopt it; report the targets whose answers moved."""
+        listed: dict[Target, dict[str, SliceState]] = {}
         for one in slices:
-            self.slices.setdefault(one.target, {})[one.name] = one
+            listed.setdefault(one.target, {})[one.name] = one
+        return self._replace(lambda: setattr(self, "slices", listed), now)
+
+    def _replace(self, adopt: Callable[[], None], now: float) -> list[Update]:
+        """What changed while the watch was away happened at unknown times: the updates are
+        marked as a gap, so they move the gauges but never become window samples."""
+        before = {t: self._answers(t) for t in self.monitored}
+        affected = set(before) | set(self.services)
+        adopt()
         stamp = Stamp(now)
         updates: list[Update] = []
-        for target in sorted(set(before) | set(self.services)):
+        for target in sorted(affected | set(self.services)):
             for update in self._refresh(target, stamp):
                 if update.answers is None or before.get(update.target) != update.answers:
-                    updates.append(update)
+                    updates.append(Update(update.target, update.answers, stamp, gap=True))
         return updates
 
     def misconfigurations(self) -> dict[Target, frozenset[str]]:

@@ -166,3 +166,10 @@ def test_target_removed_makes_every_record_stale(comparator: Comparator) -> None
     probe(comparator, 1.0, {"1.1.1.1", "1.1.1.2"})
     comparator.update(Update(T, None, Stamp(2.0)))
     assert comparator.open_windows(3.0)[(T, "node-local")].stale == 2
+
+
+def test_changes_learned_by_a_relist_never_become_samples(comparator: Comparator) -> None:
+    probe(comparator, 1.0, {"1.1.1.1", "1.1.1.2"})
+    comparator.update(Update(T, answers(svc=frozenset({"1.1.1.1"})), Stamp(2.0), gap=True))
+    assert comparator.open_windows(3.0)[(T, "node-local")].stale == 1
+    assert probe(comparator, 4.0, {"1.1.1.1"}) == []

@@ -26,7 +26,7 @@ BAD_FLAGS = [
     (["demo", "--zone", ".."], "zone (--zone): must be a DNS name"),
     (["run", "--label-selector", "a=b=c"], "label_selector (--label-selector): cannot parse"),
     (["run", "--layers", "node-local,bogus"], "unknown layer 'bogus'"),
-    (["run", "--static-servers", "kube-dns=10.0.0.1"],
+    (["run", "--static-servers", "=10.0.0.1"],
      "static_servers (--static-servers): bad entry"),
     (["run", "--static-servers", "up=not-an-ip"], "bad entry 'up=not-an-ip'"),
     (["run", "--node-local-address", "169.254.20"], "must be an IP address"),
@@ -105,7 +105,7 @@ def test_every_setting_is_documented_and_reachable() -> None:
     assert set().union(*(settings_for(c) for c in ("run", "demo", "check"))) == names
 
 
-def test_run_and_check_say_they_are_not_built(capsys: pytest.CaptureFixture[str]) -> None:
+def test_check_says_it_is_not_built(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["check", "ns/svc"]) == 1
     assert "not built yet" in capsys.readouterr().err
 

@@ -165,8 +165,11 @@ def test_relist_reports_only_targets_whose_answers_moved() -> None:
     truth.apply_service(svc_a, 0.0)
     truth.apply_service(svc_b, 0.0)
     moved = parse_slice(slice_("b1", endpoint("10.0.0.1"), svc="b"))
-    updates = truth.replace_all([svc_a, svc_b], [moved], 5.0)
-    assert [u.target.service for u in updates] == ["b"]
+    assert truth.replace_services([svc_a, svc_b], 5.0) == []
+    updates = truth.replace_slices([moved], 5.0)
+    assert [(u.target.service, u.gap) for u in updates] == [("b", True)]
+    gone = truth.replace_services([svc_b], 6.0)
+    assert [(u.target.service, u.answers, u.gap) for u in gone] == [("a", None, True)]
 
 
 @pytest.mark.parametrize(("selector", "labels", "match"), [

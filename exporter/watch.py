@@ -1,0 +1,266 @@
+"""The Kubernetes truth source: list-and-watch over aiohttp, reading raw JSON.
+
+Each watched resource lists once (from the watch cache, resourceVersion=0), then watches from
+the list's resourceVersion with bookmarks, and resumes from the last one it saw when the server
+ends a watch normally. On 410 Gone it relists at once; on any other failure it backs off like
+client-go (0.8 s doubling to 30 s, with jitter) and relists. A relist is delivered as one
+Relisted event, so the agent can treat what it missed as a gap rather than invent windows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlencode
+
+import aiohttp
+
+from exporter.events import ObjectEvent, Relisted, SourceEvent, Synced
+from exporter.kubeconfig import ClusterAccess
+from exporter.objects import HEADLESS_LABEL, SERVICE_NAME_LABEL
+
+log = logging.getLogger(__name__)
+
+RBAC_HINT = ("the chart's ClusterRole grants get, list and watch on services and "
+             "discovery.k8s.io/endpointslices")
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, reason: str, message: str) -> None:
+        super().__init__(f"{status} {reason}: {message}")
+        self.status, self.reason, self.message = status, reason, message
+
+
+@dataclass(frozen=True)
+class Resource:
+    """One list-and-watch: a kind for the agent, an API path, and selectors."""
+
+    kind: str
+    group: str
+    """API group for RBAC messages; "" is the core group."""
+    resource: str
+    namespace: str | None = None
+    label_selector: str = ""
+    field_selector: str = ""
+
+    @property
+    def path(self) -> str:
+        base = f"/apis/{self.group}/v1" if self.group else "/api/v1"
+        scope = f"/namespaces/{self.namespace}" if self.namespace else ""
+        return f"{base}{scope}/{self.resource}"
+
+    def describe(self, verb: str) -> str:
+        what = f"{self.group}/{self.resource}" if self.group else self.resource
+        where = f"in namespace {self.namespace}" if self.namespace else "at cluster scope"
+        return f"{verb} {what} {where}"
+
+
+def resources(namespaces: tuple[str, ...], dns_namespace: str,
+              dns_service: str) -> list[Resource]:
+    """Headless slices (the controller labels them; hand-made slices opt in with the same
+    label), all Services (headless is a spec field, not a label), and the kube-dns pieces."""
+    scopes: tuple[str | None, ...] = namespaces or (None,)
+    out = [Resource("EndpointSlice", "discovery.k8s.io", "endpointslices", ns, HEADLESS_LABEL)
+           for ns in scopes]
+    out += [Resource("Service", "", "services", ns) for ns in scopes]
+    out.append(Resource("DnsService", "", "services", dns_namespace,
+                        field_selector=f"metadata.name={dns_service}"))
+    out.append(Resource("DnsEndpointSlice", "discovery.k8s.io", "endpointslices", dns_namespace,
+                        f"{SERVICE_NAME_LABEL}={dns_service}"))
+    return out
+
+
+@dataclass
+class Backoff:
+    """client-go's shape: 0.8 s doubling to a 30 s cap, each wait stretched by up to 100 %."""
+
+    initial: float = 0.8
+    cap: float = 30.0
+    rng: random.Random = field(default_factory=random.Random)
+    _next: float = 0.0
+
+    def next(self) -> float:
+        self._next = self.initial if self._next == 0 else min(self.cap, self._next * 2)
+        return self._next * (1 + self.rng.random())
+
+    def reset(self) -> None:
+        self._next = 0.0
+
+
+class KubeApi:
+    def __init__(self, access: ClusterAccess, session: aiohttp.ClientSession) -> None:
+        self.access, self.session = access, session
+        self.ssl = access.ssl_context()
+
+    def _headers(self) -> dict[str, str]:
+        token = self.access.bearer()
+        headers = {"Accept": "application/json"}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        return headers
+
+    async def _check(self, resp: aiohttp.ClientResponse) -> None:
+        if resp.status < 400:
+            return
+        try:
+            body = await resp.json(content_type=None)
+        except (ValueError, aiohttp.ClientError):
+            body = {}
+        if not isinstance(body, Mapping):
+            body = {}
+        raise ApiError(resp.status, str(body.get("reason") or resp.reason),
+                       str(body.get("message") or ""))
+
+    async def get(self, path: str, params: Mapping[str, str]) -> Any:
+        url = f"{self.access.server}{path}?{urlencode(params)}"
+        async with self.session.get(url, headers=self._headers(), ssl=self.ssl) as resp:
+            await self._check(resp)
+            return await resp.json(content_type=None)
+
+    async def stream(self, path: str, params: Mapping[str, str]) -> AsyncIterator[Any]:
+        """Watch events, one JSON object per line; ends when the server closes the watch."""
+        url = f"{self.access.server}{path}?{urlencode(params)}"
+        timeout = aiohttp.ClientTimeout(total=None, sock_read=None)
+        async with self.session.get(url, headers=self._headers(), ssl=self.ssl,
+                                    timeout=timeout) as resp:
+            await self._check(resp)
+            buffer = b""
+            async for chunk in resp.content.iter_any():
+                buffer += chunk
+                *lines, buffer = buffer.split(b"\n")
+                for line in lines:
+                    if line.strip():
+                        yield json.loads(line)
+
+
+Emit = Callable[[SourceEvent], None]
+
+
+class Watcher:
+    def __init__(self, api: KubeApi, resource: Resource, emit: Emit,
+                 on_restart: Callable[[str], None], watch_timeout: float,
+                 rng: random.Random | None = None) -> None:
+        self.api, self.resource, self.emit = api, resource, emit
+        self.on_restart = on_restart
+        self.watch_timeout = watch_timeout
+        self.rng = rng or random.Random()
+        self.backoff = Backoff(rng=self.rng)
+        self.listed = asyncio.Event()
+        self.resource_version: str | None = None
+
+    def _selectors(self) -> dict[str, str]:
+        params = {}
+        if self.resource.label_selector:
+            params["labelSelector"] = self.resource.label_selector
+        if self.resource.field_selector:
+            params["fieldSelector"] = self.resource.field_selector
+        return params
+
+    async def _list(self) -> None:
+        first = not self.listed.is_set()
+        params = {**self._selectors(), "resourceVersion": "0" if first else ""}
+        body = await self.api.get(self.resource.path, params)
+        items = body.get("items") or []
+        self.resource_version = str((body.get("metadata") or {}).get("resourceVersion") or "")
+        kind = self.resource.kind
+        if first:
+            for obj in items:
+                self.emit(ObjectEvent(kind, "ADDED", obj))
+            self.listed.set()
+        else:
+            self.emit(Relisted(kind, tuple(items)))
+
+    async def _watch(self) -> None:
+        timeout = int(self.watch_timeout * self.rng.uniform(0.8, 1.2))
+        params = {**self._selectors(), "watch": "1", "allowWatchBookmarks": "true",
+                  "resourceVersion": self.resource_version or "",
+                  "timeoutSeconds": str(max(1, timeout))}
+        async for event in self.api.stream(self.resource.path, params):
+            kind, obj = event.get("type"), event.get("object") or {}
+            if kind == "ERROR":
+                raise ApiError(int(obj.get("code") or 500), str(obj.get("reason") or ""),
+                               str(obj.get("message") or ""))
+            version = (obj.get("metadata") or {}).get("resourceVersion")
+            if version:
+                self.resource_version = str(version)
+            if kind == "BOOKMARK":
+                self.emit(ObjectEvent(self.resource.kind, "BOOKMARK", obj))
+                continue
+            self.emit(ObjectEvent(self.resource.kind, str(kind), obj))
+            self.backoff.reset()
+
+    async def run(self) -> None:
+        while True:
+            try:
+                if self.resource_version is None:
+                    await self._list()
+                await self._watch()
+                continue  # the server ended the watch: resume from the last version
+            except ApiError as exc:
+                if exc.status == 410:
+                    self.on_restart("gone")
+                    self.resource_version = None
+                    continue
+                reason = self._explain(exc)
+            except (aiohttp.ClientError, OSError, TimeoutError, ValueError) as exc:
+                log.warning("%s: %s; reconnecting", self.resource.describe("watch"),
+                            f"{type(exc).__name__}: {exc}")
+                reason = "error"
+            self.on_restart(reason)
+            self.resource_version = None
+            await asyncio.sleep(self.backoff.next())
+
+    def _explain(self, exc: ApiError) -> str:
+        if exc.status == 403:
+            log.error("RBAC denied: cannot %s (%s); %s", self.resource.describe("list/watch"),
+                      exc.message, RBAC_HINT)
+            return "forbidden"
+        if exc.status == 401:
+            log.error("the API server rejected the credentials from %s (401 %s); check the "
+                      "token or certificate", self.api.access.source, exc.message)
+            return "unauthorized"
+        log.warning("%s: %s; retrying", self.resource.describe("watch"), exc)
+        return "error"
+
+
+class KubeSource:
+    """Every watcher feeding one queue; Synced once all initial lists are in."""
+
+    def __init__(self, api: KubeApi, watch_resources: list[Resource],
+                 on_restart: Callable[[str], None], watch_timeout: float = 300.0,
+                 start_jitter: float = 0.0, rng: random.Random | None = None) -> None:
+        self.queue: asyncio.Queue[SourceEvent] = asyncio.Queue()
+        self.rng = rng or random.Random()
+        self.start_jitter = start_jitter
+        self.watchers = [Watcher(api, r, self.queue.put_nowait, on_restart, watch_timeout,
+                                 self.rng) for r in watch_resources]
+
+    async def events(self) -> AsyncIterator[SourceEvent]:
+        # Jitter spreads a DaemonSet's first lists, so a rollout does not hit the API at once.
+        await asyncio.sleep(self.rng.uniform(0, self.start_jitter))
+        tasks = [asyncio.create_task(w.run(), name=f"watch {w.resource.kind}")
+                 for w in self.watchers]
+        synced = asyncio.create_task(self._await_lists())
+        try:
+            while True:
+                getter = asyncio.create_task(self.queue.get())
+                done, _ = await asyncio.wait([getter, *tasks],
+                                             return_when=asyncio.FIRST_COMPLETED)
+                for task in tasks:
+                    if task in done:
+                        getter.cancel()
+                        task.result()
+                yield getter.result()
+        finally:
+            for task in [*tasks, synced]:
+                task.cancel()
+            await asyncio.gather(*tasks, synced, return_exceptions=True)
+
+    async def _await_lists(self) -> None:
+        await asyncio.gather(*(w.listed.wait() for w in self.watchers))
+        self.queue.put_nowait(Synced())

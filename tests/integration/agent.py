@@ -1,0 +1,161 @@
+"""Helpers for end-to-end tests: the agent as a subprocess, and an independent DNS checker."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import dns.message
+import dns.query
+import dns.rcode
+import dns.rdatatype
+
+from tests.rig import free_port
+
+WINDOW = re.compile(
+    r"window kind=(?P<kind>\S+) layer=(?P<layer>\S+) server=\S+ name=(?P<name>\S+) "
+    r"type=(?P<type>\S+) value=(?P<value>\S+) reference=(?P<reference>\S+) "
+    r"seconds=(?P<seconds>[\d.]+) resolution=(?P<resolution>[\d.]+)")
+
+SCENARIOS: list[tuple[str, str, str, str, str]] = []
+"""Rows for the terminal summary: scenario, layer, configured bound, checker, agent."""
+
+
+@dataclass(frozen=True)
+class AgentWindow:
+    kind: str
+    layer: str
+    name: str
+    type: str
+    value: str
+    reference: str
+    seconds: float
+    resolution: float
+
+
+class AgentProcess:
+    """`dns-staleness-exporter run` with a kubeconfig, logging at debug level to a file."""
+
+    def __init__(self, workdir: Path, kubeconfig: Path, args: Sequence[str]) -> None:
+        self.port = free_port("127.0.0.1")
+        self.log_path = workdir / "agent.log"
+        self.args = [sys.executable, "-m", "exporter", "run", "--kubeconfig", str(kubeconfig),
+                     "--listen", f"127.0.0.1:{self.port}", "--log-level", "debug",
+                     "--watch-start-jitter", "0", *args]
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 30.0) -> AgentProcess:
+        self.log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(self.args, stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"agent exited {self.proc.returncode}:\n{self.tail()}")
+            if self.get("/readyz")[0] == 200:
+                return self
+            time.sleep(0.1)
+        raise RuntimeError(f"agent not ready after {timeout}s:\n{self.tail()}")
+
+    def get(self, path: str) -> tuple[int, str]:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=2) as r:
+                return r.status, r.read().decode()
+        except urllib.error.HTTPError as exc:
+            return exc.code, ""
+        except OSError:
+            return 0, ""
+
+    def metrics(self) -> str:
+        return self.get("/metrics")[1]
+
+    def tail(self, lines: int = 40) -> str:
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+    def windows(self) -> list[AgentWindow]:
+        found = []
+        for match in WINDOW.finditer(self.log_path.read_text(errors="replace")):
+            d = match.groupdict()
+            found.append(AgentWindow(d["kind"], d["layer"], d["name"], d["type"],
+                                     d["value"].replace("_", " "), d["reference"],
+                                     float(d["seconds"]), float(d["resolution"])))
+        return found
+
+    def stop(self) -> int | None:
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+        return self.proc.returncode
+
+
+class Checker:
+    """A plain polling loop, separate from the agent's code: asks each server every `interval`
+    and records when each answer changed. It keeps the caches warm, as clients do."""
+
+    def __init__(self, servers: dict[str, tuple[str, int]], names: list[tuple[str, str]],
+                 interval: float = 0.05) -> None:
+        self.servers, self.names, self.interval = servers, names, interval
+        self.history: dict[tuple[str, str, str], list[tuple[float, frozenset[str]]]] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _ask(self, host: str, port: int, name: str, rtype: str) -> frozenset[str] | None:
+        query = dns.message.make_query(name, rtype)
+        try:
+            answer = dns.query.udp(query, host, port=port, timeout=0.5)
+        except (dns.exception.Timeout, OSError):
+            return None
+        if answer.rcode() not in (dns.rcode.NOERROR, dns.rcode.NXDOMAIN):
+            return None
+        values = set()
+        for rrset in answer.answer:
+            if rrset.rdtype == dns.rdatatype.from_text(rtype):
+                values |= {r.to_text().split()[-1] if rtype == "SRV" else r.to_text()
+                           for r in rrset}
+        return frozenset(values)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            for layer, (host, port) in self.servers.items():
+                for name, rtype in self.names:
+                    values = self._ask(host, port, name, rtype)
+                    if values is None:
+                        continue
+                    series = self.history.setdefault((layer, name, rtype), [])
+                    if not series or series[-1][1] != values:
+                        series.append((time.monotonic(), values))
+            self._stop.wait(self.interval)
+
+    def start(self) -> Checker:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def first(self, layer: str, name: str, rtype: str, since: float, *,
+              has: str | None = None, lacks: str | None = None,
+              timeout: float = 30.0) -> float:
+        """Seconds from `since` until the layer first answered with (or without) a value."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for when, values in self.history.get((layer, name, rtype), []):
+                if when >= since and (has is None or has in values) and (
+                        lacks is None or lacks not in values):
+                    return when - since
+            time.sleep(0.05)
+        raise AssertionError(f"{layer} never changed {name} {rtype} within {timeout}s")
