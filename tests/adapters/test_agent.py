@@ -16,8 +16,9 @@ import pytest
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter.agent import Agent, ObjectEvent, SourceEvent, Synced
+from exporter.agent import Agent
 from exporter.comparator import ServerRef
+from exporter.events import ObjectEvent, SourceEvent, Synced
 from exporter.lab import KubernetesBackend, LabCluster, LabDnsServer, LabPod
 from exporter.metrics import Metrics
 from exporter.server import HttpServer
