@@ -14,18 +14,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import dns.message
-
 from exporter.comparator import ServerRef
-from exporter.dnsmsg import (
-    Answer,
-    Malformed,
-    QueryWire,
-    parse,
-    question_of,
-    reduce_answer,
-    truncated,
-)
+from exporter.dnsmsg import Answer, Malformed, QueryWire, read_header, reduce
 from exporter.records import Question
 
 log = logging.getLogger(__name__)
@@ -55,7 +45,8 @@ class _Failure(Exception):
 
 
 Key = tuple[int, str, str]
-_Reply = tuple[bytes, "dns.message.Message | None", float]
+_Reply = tuple[Answer | None, float]
+"""The answer and its receipt time; no answer means truncated: ask again over TCP."""
 
 
 class _Protocol(asyncio.DatagramProtocol):
@@ -121,23 +112,30 @@ class Prober:
 
     def datagram(self, data: bytes) -> None:
         received = self.clock()
-        qid = struct.unpack("!H", data[:2])[0] if len(data) >= 2 else None
-        key = self._ids.get(qid) if qid is not None else None
-        if key is None:
-            self.unmatched += 1
-            return
-        message = None
         try:
-            message = parse(data)
+            header = read_header(data)
         except Malformed:
-            if not truncated(data):
+            # An unreadable answer to a query in flight fails that query now, not by timeout.
+            key = self._ids.get(struct.unpack_from("!H", data)[0]) if len(data) >= 2 else None
+            if key is None:
+                self.unmatched += 1
+            else:
                 self._settle(key, exc=_Failure("malformed"))
-                return
-        question = question_of(message) if message is not None else None
-        if message is not None and (question is None or (question.name, question.rtype) != key[1:]):
+            return
+        key = self._ids.get(header.id)
+        question = header.question
+        if key is None or question is None or (question.name, question.rtype) != key[1:]:
             self.unmatched += 1
             return
-        self._settle(key, result=(data, message, received))
+        if header.truncated:
+            self._settle(key, result=(None, received))
+            return
+        try:
+            answer = reduce(data, header, question)
+        except Malformed:
+            self._settle(key, exc=_Failure("malformed"))
+            return
+        self._settle(key, result=(answer, received))
 
     def _settle(
         self, key: Key, result: _Reply | None = None,
@@ -162,13 +160,12 @@ class Prober:
     async def probe(self, question: Question) -> ProbeResult:
         sent = self.clock()
         try:
-            data, message, received = await asyncio.wait_for(self._udp(question), self.timeout)
-            tcp = truncated(data)
-            if tcp or message is None:
+            answer, received = await asyncio.wait_for(self._udp(question), self.timeout)
+            tcp = answer is None
+            if answer is None:
                 remaining = max(0.01, self.timeout - (self.clock() - sent))
-                message = await asyncio.wait_for(self._tcp(question), remaining)
+                answer = await asyncio.wait_for(self._tcp(question), remaining)
                 received = self.clock()
-            answer = reduce_answer(message, question)
         except TimeoutError:
             return ProbeResult(question, self.server, sent, self.clock(), "timeout")
         except _Failure as failure:
@@ -195,10 +192,11 @@ class Prober:
         finally:
             del self._inflight[key], self._ids[qid]
 
-    async def _tcp(self, question: Question) -> dns.message.Message:
+    async def _tcp(self, question: Question) -> Answer:
         reader, writer = await asyncio.open_connection(self.host, self.port)
         try:
-            wire = self.wire.build(question, self._new_id())
+            qid = self._new_id()
+            wire = self.wire.build(question, qid)
             writer.write(struct.pack("!H", len(wire)) + wire)
             await writer.drain()
             length = struct.unpack("!H", await reader.readexactly(2))[0]
@@ -207,10 +205,10 @@ class Prober:
             raise _Failure("malformed") from None
         finally:
             writer.close()
-        message = parse(data)
-        if question_of(message) != question:
+        header = read_header(data)
+        if header.id != qid or header.question != question:
             raise _Failure("malformed")
-        return message
+        return reduce(data, header, question)
 
     def close(self) -> None:
         if self._transport is not None:
