@@ -86,6 +86,11 @@ def misconfigurations(service: ServiceState, slices: Iterable[SliceState]) -> fr
         reasons.add("selectorless_without_endpoints")
     if any(s.invalid_addresses for s in slice_list):
         reasons.add("invalid_endpoint_address")
+    # The controller copies a pod's hostname into its endpoint only when the pod's subdomain
+    # names this Service: a mix means some pods get no per-pod record.
+    named = {e.hostname is not None for s in slice_list for e in s.endpoints}
+    if named == {True, False}:
+        reasons.add("endpoint_without_hostname")
     return frozenset(reasons)
 
 

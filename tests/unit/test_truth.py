@@ -153,9 +153,13 @@ def test_misconfigurations_from_service_and_slices() -> None:
     truth = Truth("cluster.local", lambda s: True, 10)
     truth.apply_service(parse_service(service("a", ports=[{"port": 80}])), 0.0)
     truth.apply_service(parse_service(service("b", selector=None)), 0.0)
+    truth.apply_service(parse_service(service("c")), 0.0)
+    truth.apply_slice(parse_slice(slice_("c1", endpoint("10.0.0.1", "c-0"), endpoint("10.0.0.2"),
+                                         svc="c")), 0.0, 0.0)
     assert truth.misconfigurations() == {
         Target("ns", "a"): {"no_named_ports"},
         Target("ns", "b"): {"selectorless_without_endpoints"},
+        Target("ns", "c"): {"endpoint_without_hostname"},
     }
 
 
