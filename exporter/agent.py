@@ -146,6 +146,9 @@ class Agent:
             self._delays.append(delay)
             self.metrics.watch_delay.observe(max(0.0, delay))
         outcome = self.comparator.update(update)
+        if outcome.changed:
+            log.debug("truth of %s changed%s", update.target,
+                      " (learned by relist)" if update.gap else "")
         self._replan(update.target, now)
         if outcome.changed and self.comparator.synced:
             self.scheduler.changed(update.target, now)

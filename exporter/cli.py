@@ -27,9 +27,6 @@ from exporter.settings import (
 
 PROG = "dns-staleness-exporter"
 EXIT_USAGE = 2
-NOT_BUILT = {
-    "check": "the one-shot diagnosis is not built yet (issue 6)",
-}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -71,7 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-async def _serve(command: str, settings: Settings) -> int:
+async def _serve(command: str, settings: Settings, target: str) -> int:
+    from exporter.check import CheckUsageError, run_check
     from exporter.demo import run_demo
     from exporter.kubeconfig import KubeconfigError
     from exporter.run import run_agent
@@ -81,10 +79,15 @@ async def _serve(command: str, settings: Settings) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     try:
+        if command == "check":
+            return await run_check(settings, target)
         if command == "demo":
             await run_demo(settings, stop=stop)
         else:
             await run_agent(settings, stop)
+    except CheckUsageError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     except KubeconfigError as exc:
         print(f"{PROG}: error: kubeconfig: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -109,8 +112,5 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     logging.basicConfig(level=settings.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if command in NOT_BUILT:
-        print(f"{PROG} {command}: {NOT_BUILT[command]}; try `{PROG} demo`", file=sys.stderr)
-        return 1
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        return runner.run(_serve(command, settings))
+        return runner.run(_serve(command, settings, getattr(args, "target", "")))

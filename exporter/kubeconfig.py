@@ -84,7 +84,8 @@ def _named(items: Any, name: str, kind: str, path: str) -> Mapping[str, Any]:
             if not isinstance(body, Mapping):
                 raise KubeconfigError(f"{path}: {kind} {name!r} has no `{kind}` mapping")
             return body
-    raise KubeconfigError(f"{path}: no {kind} named {name!r}; check `contexts` and `{kind}s`")
+    where = "current-context" if kind == "context" else "contexts"
+    raise KubeconfigError(f"{path}: no {kind} named {name!r}; check `{where}` and `{kind}s`")
 
 
 def _file_or_data(body: Mapping[str, Any], key: str, base: Path, path: str,
@@ -115,7 +116,7 @@ def from_kubeconfig(path: str, context: str | None = None) -> ClusterAccess:
     except OSError as exc:
         raise KubeconfigError(f"{path}: cannot read the kubeconfig ({exc.strerror}); "
                               "pass --kubeconfig or set KUBECONFIG") from None
-    except yaml.YAMLError:
+    except (yaml.YAMLError, UnicodeDecodeError):
         raise KubeconfigError(f"{path}: not valid YAML") from None
     if not isinstance(doc, Mapping):
         raise KubeconfigError(f"{path}: not a kubeconfig (expected a mapping)")
@@ -136,13 +137,15 @@ def from_kubeconfig(path: str, context: str | None = None) -> ClusterAccess:
                               "client certificate")
     base = Path(path).resolve().parent
     scratch = Path(tempfile.mkdtemp(prefix="dse-kube-"))
-    token_file = user.get("tokenFile")
+    token_file = (base / str(user["tokenFile"])).resolve() if user.get("tokenFile") else None
+    if token_file is not None and not token_file.is_file():
+        raise KubeconfigError(f"{path}: `tokenFile` file {token_file} does not exist")
     return ClusterAccess(
         server=server.rstrip("/"),
         ca_file=_file_or_data(cluster, "certificate-authority", base, path, scratch),
         insecure=bool(cluster.get("insecure-skip-tls-verify")),
         token=str(user["token"]) if user.get("token") else None,
-        token_file=str((base / str(token_file)).resolve()) if token_file else None,
+        token_file=str(token_file) if token_file else None,
         cert_file=_file_or_data(user, "client-certificate", base, path, scratch),
         key_file=_file_or_data(user, "client-key", base, path, scratch),
         source=path,
@@ -150,7 +153,14 @@ def from_kubeconfig(path: str, context: str | None = None) -> ClusterAccess:
 
 
 def discover(kubeconfig: str, env: Mapping[str, str] = os.environ) -> ClusterAccess:
-    """--kubeconfig, else in-cluster, else $KUBECONFIG, else ~/.kube/config."""
+    """--kubeconfig, else in-cluster, else $KUBECONFIG, else ~/.kube/config. The TLS files
+    are loaded once here, so that an unusable certificate is a startup error too."""
+    access = _find(kubeconfig, env)
+    access.ssl_context()
+    return access
+
+
+def _find(kubeconfig: str, env: Mapping[str, str]) -> ClusterAccess:
     if kubeconfig:
         return from_kubeconfig(kubeconfig)
     found = in_cluster(env)

@@ -41,22 +41,28 @@ def static_layers(settings: Settings) -> tuple[ServerRef, ...]:
     return tuple(servers)
 
 
-async def watch_node_local(settings: Settings, agent: Agent, discovery: Discovery) -> None:
-    """Probe the NodeLocal DNSCache address until it answers, then add the layer."""
+async def node_local_answers(settings: Settings) -> str | None:
+    """The NodeLocal DNSCache address if it answers a probe now, else None."""
     address = with_port(settings.node_local_address)
     prober = Prober(ServerRef("node-local", address), settings.probe_timeout, QueryWire())
-    question = Question(f"kubernetes.default.svc.{settings.zone.strip('.')}.", "A")
     try:
-        while True:
-            result = await prober.probe(question)
-            if result.answer is not None:
-                log.info("node-local DNS cache answers at %s: probing it", address)
-                discovery.node_local = address
-                agent.set_servers(discovery.servers())
-                return
-            await asyncio.sleep(NODE_LOCAL_RECHECK)
+        result = await prober.probe(Question(f"kubernetes.default.svc.{settings.zone.strip('.')}.",
+                                             "A"))
     finally:
         prober.close()
+    return address if result.answer is not None else None
+
+
+async def watch_node_local(settings: Settings, agent: Agent, discovery: Discovery) -> None:
+    """Probe the NodeLocal DNSCache address until it answers, then add the layer."""
+    while True:
+        address = await node_local_answers(settings)
+        if address is not None:
+            break
+        await asyncio.sleep(NODE_LOCAL_RECHECK)
+    log.info("node-local DNS cache answers at %s: probing it", address)
+    discovery.node_local = address
+    agent.set_servers(discovery.servers())
 
 
 async def run_agent(settings: Settings, stop: asyncio.Event) -> None:

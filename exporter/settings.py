@@ -102,9 +102,11 @@ def _static(values: tuple[str, ...]) -> str | None:
     return None
 
 
-def _level(value: str) -> str | None:
-    levels = ("debug", "info", "warning", "error")
-    return None if value in levels else f"must be one of {', '.join(levels)}"
+def _one_of(*choices: str) -> Check:
+    return lambda v: None if v in choices else f"must be one of {', '.join(choices)}"
+
+
+_level = _one_of("debug", "info", "warning", "error")
 
 
 def setting(default: Any, check: Check | None = None, commands: tuple[str, ...] = COMMANDS,
@@ -168,6 +170,14 @@ class Settings:
     """Up to this many seconds of random delay before the first list, to spread a rollout."""
     duration: float = setting(90.0, _between(1, 86400), ("demo",))
     """Seconds the demo runs before it prints its summary."""
+    output: str = setting("table", _one_of("table", "json"), ("check",))
+    """check's output: table (for people) or json (docs/check-output.schema.json)."""
+    watch: float = setting(0.0, _between(0, 86400), ("check",))
+    """Seconds check keeps probing in fast mode, reporting every window that opens or closes."""
+    max_staleness: float = setting(0.0, _between(0, 86400), ("check",))
+    """check fails when a layer's configured staleness bound exceeds this; 0 means no limit."""
+    deadline: float = setting(30.0, _between(1, 3600), ("check",))
+    """Seconds check may take before --watch time; it never hangs past this."""
 
     def validate(self, sources: Mapping[str, str]) -> Settings:
         for f in fields(self):

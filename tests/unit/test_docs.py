@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_configuration_reference_is_generated_from_settings() -> None:
     text = (ROOT / "docs" / "configuration.md").read_text()
-    assert reference_table() in text, "regenerate with exporter.settings.reference_table()"
+    assert reference_table() in text, "run scripts/regen-docs"
 
 
 def test_every_exported_metric_is_documented_with_a_query() -> None:

@@ -105,9 +105,10 @@ def test_every_setting_is_documented_and_reachable() -> None:
     assert set().union(*(settings_for(c) for c in ("run", "demo", "check"))) == names
 
 
-def test_check_says_it_is_not_built(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["check", "ns/svc"]) == 1
-    assert "not built yet" in capsys.readouterr().err
+def test_check_rejects_a_bad_target(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check", "just-a-name", "--kubeconfig", "/nonexistent"]) == 2
+    assert capsys.readouterr().err == ("dns-staleness-exporter: error: target must be "
+                                       "NAMESPACE/SERVICE, got 'just-a-name'\n")
 
 
 def test_console_script_prints_no_traceback() -> None:

@@ -1,0 +1,309 @@
+"""`check NAMESPACE/SERVICE`: a one-shot diagnosis of one headless Service's DNS.
+
+It gathers the Service, its EndpointSlices, its pods, the cluster DNS configuration and what
+every DNS layer answers, then lets `diagnosis` judge. The expected answers come from the same
+truth model as the agent, the probes from the same probers, and stale or missing records from
+the same comparator. With `--watch` it runs the agent itself, restricted to the namespace, in
+fast mode, and reports every window that opens or closes for the Service.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any, TextIO
+
+import aiohttp
+from prometheus_client import CollectorRegistry
+
+from exporter import __version__
+from exporter.agent import Agent
+from exporter.comparator import Comparator, Observation, OpenWindow, Outcome, ServerRef
+from exporter.corefile import CorefileError, CorefileSettings, bounds, settings_of
+from exporter.diagnosis import (
+    FAIL,
+    ServerResult,
+    Verdict,
+    cluster_dns_checks,
+    dns_checks,
+    endpoint_checks,
+    overall,
+    pod_checks,
+    resolver_checks,
+    service_checks,
+)
+from exporter.dnsmsg import QueryWire
+from exporter.kubeconfig import discover
+from exporter.layers import Discovery
+from exporter.metrics import Metrics
+from exporter.objects import ServiceState, parse_service, parse_slice
+from exporter.probe import Prober, ProbeResult
+from exporter.records import Target, service_domain
+from exporter.resolvconf import ResolvConf
+from exporter.resolvconf import parse as parse_resolv_conf
+from exporter.run import node_local_answers, static_layers
+from exporter.settings import Settings
+from exporter.truth import Stamp, Update, expected_answers
+from exporter.watch import ApiError, KubeApi, KubeSource, resources
+
+SCHEMA = "dns-staleness-exporter/check/v1"
+ALL_REPLICAS = 1_000_000
+
+
+class CheckUsageError(ValueError):
+    pass
+
+
+def parse_target(text: str) -> Target:
+    namespace, sep, service = text.partition("/")
+    if not sep or not namespace or not service or "/" in service:
+        raise CheckUsageError(f"target must be NAMESPACE/SERVICE, got {text!r}")
+    return Target(namespace, service)
+
+
+async def _get(api: KubeApi, path: str, params: Mapping[str, str] | None = None) -> Any:
+    """The object, or None on 404; 403 becomes PermissionError naming the path."""
+    try:
+        return await api.get(path, params or {})
+    except ApiError as exc:
+        if exc.status == 404:
+            return None
+        if exc.status == 403:
+            raise PermissionError(path) from None
+        raise
+
+
+@dataclass
+class Report:
+    target: Target
+    verdicts: list[Verdict]
+    servers: list[dict[str, Any]]
+    bounds: dict[str, dict[str, float]]
+    windows: list[dict[str, Any]]
+    elapsed: float
+
+    @property
+    def verdict(self) -> str:
+        return overall(self.verdicts)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"schema": SCHEMA, "version": __version__, "target": str(self.target),
+                "verdict": self.verdict, "elapsed_seconds": round(self.elapsed, 3),
+                "checks": [asdict(v) for v in self.verdicts], "servers": self.servers,
+                "bounds": self.bounds, "windows": self.windows}
+
+    def table(self) -> str:
+        width = max(len(v.section) for v in self.verdicts)
+        lines = [f"check {self.target}"]
+        for v in self.verdicts:
+            lines.append(f"  {v.status.upper():<4}  {v.section:<{width}}  {v.message}")
+            if v.fix and v.status != "ok":
+                lines.append(f"        {'':<{width}}  fix: {v.fix}")
+        if self.windows:
+            lines.append("  windows seen while watching:")
+            lines += [f"    {w['event']:<6} {w['kind']:<11} {w['layer']:<10} {w['name']} "
+                      f"{w['type']} {w['value']} {w['seconds']:.2f} s" for w in self.windows]
+        lines.append(f"verdict: {self.verdict} ({self.elapsed:.1f} s)")
+        return "\n".join(lines)
+
+
+async def _corefiles(api: KubeApi, settings: Settings) -> tuple[
+        CorefileSettings | None, CorefileSettings | None, str | None]:
+    base = f"/api/v1/namespaces/{settings.kube_dns_namespace}/configmaps"
+    try:
+        coredns = await _get(api, f"{base}/coredns")
+        nodelocal = await _get(api, f"{base}/node-local-dns")
+    except PermissionError:
+        return None, None, "forbidden"
+    if coredns is None:
+        return None, None, "no configmap coredns"
+    try:
+        cluster = settings_of((coredns.get("data") or {}).get("Corefile", ""), settings.zone)
+        local = settings_of((nodelocal.get("data") or {}).get("Corefile", ""), settings.zone) \
+            if nodelocal else None
+    except CorefileError as exc:
+        return None, None, f"unreadable Corefile: {exc}"
+    return cluster, local, None
+
+
+async def _discover(api: KubeApi, settings: Settings) -> Discovery:
+    discovery = Discovery(node="check", replicas_per_node=ALL_REPLICAS,
+                          enabled=frozenset(settings.layers), static=static_layers(settings))
+    ns, name = settings.kube_dns_namespace, settings.kube_dns_service
+    try:
+        discovery.apply_service(await _get(api, f"/api/v1/namespaces/{ns}/services/{name}"))
+        slices = await _get(api, f"/apis/discovery.k8s.io/v1/namespaces/{ns}/endpointslices",
+                            {"labelSelector": f"kubernetes.io/service-name={name}"})
+        for one in (slices or {}).get("items") or []:
+            discovery.apply_slice(str(one["metadata"]["name"]), one)
+    except PermissionError:
+        pass
+    return discovery
+
+
+async def _probe_all(settings: Settings, servers: Sequence[ServerRef],
+                     answers: Mapping[Any, frozenset[str]], target: Target,
+                     ) -> tuple[list[ServerResult], list[OpenWindow], list[dict[str, Any]]]:
+    comparator = Comparator()
+    comparator.set_servers(servers)
+    comparator.update(Update(target, answers, Stamp(time.monotonic())))
+    wire = QueryWire()
+    results, detail = [], []
+    for server in servers:
+        prober = Prober(server, settings.probe_timeout, wire)
+        try:
+            probes: list[ProbeResult] = [await prober.probe(q) for q in sorted(answers)]
+        finally:
+            prober.close()
+        errors = [p.result for p in probes if p.answer is None]
+        for p in probes:
+            if p.answer is not None:
+                comparator.observe(Observation(p.question, server, p.sent, p.received,
+                                               p.answer.values))
+        ttls = [p.answer.ttl for p in probes if p.answer and p.answer.ttl is not None]
+        rtts = [p.received - p.sent for p in probes if p.answer]
+        results.append(ServerResult(server.layer, server.address, len(probes),
+                                    errors[0] if errors else None, max(ttls, default=None),
+                                    sum(rtts) / len(rtts) if rtts else None))
+        detail.append({"layer": server.layer, "server": server.address, "names": [
+            {"name": p.question.name, "type": p.question.rtype, "result": p.result,
+             "expected": sorted(answers[p.question]),
+             "served": sorted(p.answer.values) if p.answer else None,
+             "ttl": p.answer.ttl if p.answer else None,
+             "rtt_ms": round((p.received - p.sent) * 1000, 3)} for p in probes]})
+    return results, list(comparator.open_detail(time.monotonic())), detail
+
+
+async def _watch(settings: Settings, api: KubeApi, discovery: Discovery, target: Target,
+                 duration: float, out: TextIO, live: bool) -> list[dict[str, Any]]:
+    """Run the agent, restricted to the namespace, and report the target's windows."""
+    local = replace(settings, namespaces=(target.namespace,), watch_start_jitter=0.0)
+    agent = Agent(local, (), Metrics(CollectorRegistry()), discovery=discovery)
+    seen: list[dict[str, Any]] = []
+    started = time.monotonic()
+
+    def note(event: str, kind: str, server: ServerRef, name: str, rtype: str, value: str,
+             seconds: float) -> None:
+        row = {"event": event, "kind": kind, "layer": server.layer, "server": server.address,
+               "name": name, "type": rtype, "value": value, "seconds": round(seconds, 3),
+               "at": round(time.monotonic() - started, 3)}
+        seen.append(row)
+        if live:
+            print(f"[{row['at']:6.1f}s] {event:<6} {kind:<11} {server.layer:<10} {name} "
+                  f"{rtype} {value} {seconds:.2f} s", file=out, flush=True)
+
+    def on_outcome(outcome: Outcome) -> None:
+        for w in outcome.windows:
+            if w.target == target and w.reference == "watch":
+                note("closed", w.kind, w.server, w.question.name, w.question.rtype, w.value,
+                     w.seconds)
+
+    agent.outcome_listeners.append(on_outcome)
+    stop = asyncio.Event()
+    source = KubeSource(api, resources(local.namespaces, local.kube_dns_namespace,
+                                       local.kube_dns_service), on_restart=lambda _: None)
+    task = asyncio.create_task(agent.run(source.events(), stop))
+    opened: set[tuple[str, ServerRef, str, str]] = set()
+    try:
+        while time.monotonic() - started < duration and not task.done():
+            for w in agent.comparator.open_detail(time.monotonic()):
+                key = (w.kind, w.server, str(w.question), w.value)
+                if w.target == target and w.attributed and key not in opened:
+                    opened.add(key)
+                    note("opened", w.kind, w.server, w.question.name, w.question.rtype,
+                         w.value, w.age)
+            await asyncio.sleep(0.1)
+    finally:
+        stop.set()
+        await task
+    return seen
+
+
+async def diagnose(settings: Settings, target: Target, out: TextIO = sys.stdout,
+                   live: bool = False) -> Report:
+    started = time.monotonic()
+    access = discover(settings.kubeconfig)
+    verdicts: list[Verdict] = []
+    windows: list[dict[str, Any]] = []
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
+        api = KubeApi(access, session)
+        ns, svc = target.namespace, target.service
+        raw_service = await _get(api, f"/api/v1/namespaces/{ns}/services/{svc}")
+        service: ServiceState | None = parse_service(raw_service) if raw_service else None
+        cluster_ip = (raw_service or {}).get("spec", {}).get("clusterIP")
+        verdicts += service_checks(target, service, cluster_ip)
+        if service is None or not service.headless:
+            return Report(target, verdicts, [], {}, [], time.monotonic() - started)
+        listed = await _get(api, f"/apis/discovery.k8s.io/v1/namespaces/{ns}/endpointslices",
+                            {"labelSelector": f"kubernetes.io/service-name={svc}"})
+        raw_slices = (listed or {}).get("items") or []
+        slices = [parse_slice(s) for s in raw_slices]
+        verdicts += endpoint_checks(service, slices, raw_slices)
+        selector = ((raw_service or {}).get("spec") or {}).get("selector") or {}
+        pods: list[dict[str, Any]] | None = []
+        if selector:
+            try:
+                found = await _get(api, f"/api/v1/namespaces/{ns}/pods", {
+                    "labelSelector": ",".join(f"{k}={v}" for k, v in sorted(selector.items()))})
+                pods = (found or {}).get("items") or []
+            except PermissionError:
+                pods = None
+        verdicts += pod_checks(service, pods, slices)
+        discovery = await _discover(api, settings)
+        if "node-local" in settings.layers:
+            discovery.node_local = await node_local_answers(settings)
+        servers = list(discovery.servers())
+        answers = expected_answers(service, slices, settings.zone)
+        results, open_windows, detail = await _probe_all(settings, servers, answers, target)
+        verdicts += dns_checks(results, open_windows)
+        resolv = _resolv_conf(settings)
+        if resolv is not None:
+            verdicts += resolver_checks(service_domain(target, settings.zone), resolv)
+        cluster, nodelocal, problem = await _corefiles(api, settings)
+        layer_bounds = bounds(cluster, nodelocal) if cluster else {}
+        verdicts += cluster_dns_checks(cluster, nodelocal, layer_bounds,
+                                       settings.max_staleness or None, problem)
+        if settings.watch:
+            windows = await _watch(settings, api, discovery, target, settings.watch, out, live)
+            for w in windows:
+                bound = layer_bounds.get(w["layer"])
+                limit = bound.stale if bound else None
+                if w["event"] == "closed" and limit is not None and w["seconds"] > limit + 1:
+                    verdicts.append(Verdict("watch", FAIL, f"{w['layer']} {w['kind']} window "
+                                            f"of {w['seconds']:.2f} s on {w['name']} "
+                                            f"{w['value']}, over its bound of {limit:g} s"))
+    return Report(target, verdicts, detail,
+                  {k: {"stale": b.stale, "negative": b.negative} for k, b in
+                   layer_bounds.items()}, windows, time.monotonic() - started)
+
+
+def _resolv_conf(settings: Settings) -> ResolvConf | None:
+    """The resolver configuration, when it is a pod's (it searches the cluster zone)."""
+    try:
+        conf = parse_resolv_conf(Path(settings.resolv_conf).read_text())
+    except OSError:
+        return None
+    zone = settings.zone.strip(".")
+    return conf if any(d.endswith(f"svc.{zone}") for d in conf.search) else None
+
+
+async def run_check(settings: Settings, target_text: str, out: TextIO = sys.stdout) -> int:
+    target = parse_target(target_text)
+    live = settings.output == "table"
+    try:
+        report = await asyncio.wait_for(diagnose(settings, target, out, live),
+                                        settings.deadline + settings.watch)
+    except TimeoutError:
+        print(f"check {target}: no verdict within the {settings.deadline:g} s deadline",
+              file=out)
+        return 1
+    if settings.output == "json":
+        print(json.dumps(report.to_json(), indent=2), file=out)
+    else:
+        print(report.table(), file=out)
+    return 1 if report.verdict == FAIL else 0

@@ -1,0 +1,210 @@
+"""`check`'s reasoning: facts about one headless Service in, verdict lines out. Pure code.
+
+Each rule turns what an operator would otherwise dig out with kubectl, jq and dig into one line
+with a status (ok, warn, fail) and, where something is wrong, the fix.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from exporter.comparator import OpenWindow
+from exporter.corefile import Bounds, CorefileSettings
+from exporter.objects import ServiceState, SliceState
+from exporter.records import Target
+from exporter.resolvconf import ResolvConf, lookup_costs
+
+OK, WARN, FAIL = "ok", "warn", "fail"
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    section: str
+    status: str
+    message: str
+    fix: str = ""
+
+
+def overall(verdicts: Iterable[Verdict]) -> str:
+    statuses = {v.status for v in verdicts}
+    return FAIL if FAIL in statuses else WARN if WARN in statuses else OK
+
+
+def service_checks(target: Target, service: ServiceState | None,
+                   cluster_ip: str | None) -> list[Verdict]:
+    if service is None:
+        return [Verdict("service", FAIL, f"{target} not found",
+                        "check the namespace and name (kubectl get svc -n NAMESPACE)")]
+    if not service.headless:
+        return [Verdict("service", FAIL,
+                        f"clusterIP is {cluster_ip}, not None: DNS answers with the cluster IP, "
+                        "not the pods", "recreate the Service with clusterIP: None")]
+    kind = "with a selector" if service.has_selector else "selectorless"
+    out = [Verdict("service", OK, f"headless (clusterIP: None), {kind}")]
+    if not service.ports:
+        out.append(Verdict("ports", WARN, "no ports: no SRV records",
+                           "add a named port if clients look up SRV records"))
+    elif not any(p.name for p in service.ports):
+        shown = ", ".join(f"{p.port}/{p.protocol}" for p in service.ports)
+        out.append(Verdict("ports", WARN, f"no named port ({shown}): no SRV records",
+                           "name the port (e.g. name: http) to get _http._tcp SRV records"))
+    else:
+        named = ", ".join(f"_{p.name}._{p.protocol.lower()}" for p in service.ports if p.name)
+        out.append(Verdict("ports", OK, f"SRV records: {named}"))
+    if service.publish_not_ready:
+        out.append(Verdict("service", OK,
+                           "publishNotReadyAddresses: true: not-ready pods are in DNS too"))
+    return out
+
+
+def endpoint_checks(service: ServiceState, slices: Sequence[SliceState],
+                    raw_slices: Sequence[Mapping[str, Any]]) -> list[Verdict]:
+    if not service.has_selector and not slices:
+        return [Verdict("endpoints", FAIL,
+                        "selectorless Service without EndpointSlices: no DNS records",
+                        f"create EndpointSlices labelled kubernetes.io/service-name="
+                        f"{service.target.service}")]
+    ready = sum(len(s.endpoints) for s in slices)
+    not_ready = sum(s.not_ready for s in slices)
+    terminating = sum(
+        1 for s in raw_slices for e in s.get("endpoints") or []
+        if (e.get("conditions") or {}).get("terminating") is True)
+    text = (f"{ready} ready, {not_ready} not ready ({terminating} terminating) in "
+            f"{len(slices)} EndpointSlice{'s' if len(slices) != 1 else ''}")
+    out = [Verdict("endpoints", OK, text) if ready else
+           Verdict("endpoints", WARN, f"{text}: the name answers NXDOMAIN",
+                   "make the pods Ready, or set publishNotReadyAddresses if that is intended")]
+    seen = Counter(a for s in slices for e in s.endpoints for a in e.addresses)
+    for address, count in sorted(seen.items()):
+        if count > 1:
+            out.append(Verdict("endpoints", WARN, f"{address} is in {count} slices",
+                               "usually transient while the controller moves an endpoint"))
+    return out
+
+
+def _ready_reason(pod: Mapping[str, Any]) -> str:
+    for condition in (pod.get("status") or {}).get("conditions") or []:
+        if condition.get("type") == "Ready" and condition.get("status") != "True":
+            detail = condition.get("reason") or "no reason given"
+            return f"{detail}: {condition['message']}" if condition.get("message") else detail
+    return "no Ready condition"
+
+
+def pod_checks(service: ServiceState, pods: Sequence[Mapping[str, Any]] | None,
+               slices: Sequence[SliceState]) -> list[Verdict]:
+    if pods is None:
+        return [Verdict("pods", WARN, "cannot list pods (RBAC): pod checks skipped",
+                        "grant list on pods to whoever runs check")]
+    svc = service.target.service
+    hostnames = {e.hostname for s in slices for e in s.endpoints if e.hostname}
+    out = []
+    for pod in sorted(pods, key=lambda p: str(p["metadata"]["name"])):
+        name = str(pod["metadata"]["name"])
+        spec = pod.get("spec") or {}
+        hostname, subdomain = spec.get("hostname"), spec.get("subdomain")
+        if hostname and not subdomain:
+            out.append(Verdict("pods", FAIL, f"{name} sets hostname {hostname!r} but no "
+                               "subdomain: it gets no per-pod record",
+                               f"set spec.subdomain: {svc}"))
+        elif subdomain and subdomain != svc:
+            out.append(Verdict("pods", FAIL, f"{name} has subdomain {subdomain!r}, not {svc!r}: "
+                               f"no {hostname or name}.{svc} record",
+                               f"set spec.subdomain: {svc} (StatefulSet: serviceName: {svc})"))
+        elif hostname and subdomain == svc and hostname not in hostnames and _is_ready(pod):
+            out.append(Verdict("pods", WARN, f"{name} is Ready with hostname {hostname!r}, but "
+                               "no endpoint carries it yet"))
+        if not _is_ready(pod):
+            out.append(Verdict("pods", WARN, f"{name} not Ready ({_ready_reason(pod)})",
+                               "not-ready pods are left out of DNS"))
+    if not out:
+        out.append(Verdict("pods", OK, f"{len(pods)} pods: hostnames and subdomains match"))
+    return out
+
+
+def _is_ready(pod: Mapping[str, Any]) -> bool:
+    return any(c.get("type") == "Ready" and c.get("status") == "True"
+               for c in (pod.get("status") or {}).get("conditions") or [])
+
+
+@dataclass(frozen=True, slots=True)
+class ServerResult:
+    """What one DNS server answered for the target's names."""
+
+    layer: str
+    address: str
+    names: int
+    error: str | None
+    """The error class of a probe that got no answer, if any did."""
+    ttl: int | None
+    rtt: float | None
+
+
+def dns_checks(results: Sequence[ServerResult], windows: Sequence[OpenWindow]) -> list[Verdict]:
+    out = []
+    for result in results:
+        where = f"{result.layer} {result.address}"
+        if result.error:
+            out.append(Verdict("dns", FAIL, f"{where}: {result.error}",
+                               "the layer is down or unreachable from here"))
+            continue
+        mine = [w for w in windows
+                if (w.server.layer, w.server.address) == (result.layer, result.address)]
+        for w in sorted(mine, key=lambda w: (w.kind, str(w.question), w.value)):
+            kind = "stale" if w.kind == "stale" else "missing"
+            fix = ("a cache still holds a removed record; it expires within its TTL"
+                   if kind == "stale" else "the layer has not caught up, or cached NXDOMAIN")
+            out.append(Verdict("dns", FAIL, f"{where}: {kind} {w.question.name} "
+                                            f"{w.question.rtype} {w.value}", fix))
+        if not mine:
+            ttl = f"TTL {result.ttl}" if result.ttl is not None else "no TTL"
+            rtt = f"{result.rtt * 1000:.1f} ms" if result.rtt is not None else "-"
+            out.append(Verdict("dns", OK, f"{where}: {result.names} names agree with the "
+                                          f"truth ({ttl}, {rtt})"))
+    return out
+
+
+def resolver_checks(fqdn: str, conf: ResolvConf) -> list[Verdict]:
+    """The client's cost of each way to write the name. Informational: ndots:5 is every
+    pod's default, so it is no fault of the Service, but it is what to change in clients."""
+    costs = lookup_costs(fqdn, conf)
+    out = [Verdict("resolver", OK,
+                   f"{cost.name!r} takes {cost.queries} queries per address family "
+                   f"(ndots:{conf.ndots}); a lost packet on any costs {conf.timeout} s")
+           for cost in costs if cost.queries > 1]
+    fastest = [c.name for c in costs if c.queries == 1]
+    out.append(Verdict("resolver", OK, f"one query: {', '.join(fastest)}; write {fqdn} "
+                       "(trailing dot) in client configuration"))
+    return out
+
+
+def cluster_dns_checks(cluster: CorefileSettings | None, nodelocal: CorefileSettings | None,
+                       bounds: Mapping[str, Bounds], expected: float | None,
+                       problem: str | None) -> list[Verdict]:
+    if cluster is None:
+        return [Verdict("cluster-dns", WARN, f"cannot read the CoreDNS Corefile ({problem}): "
+                        "staleness bounds unknown",
+                        "grant get on configmaps in kube-system, or pass the bound you expect")]
+    cache = cluster.cache
+    text = (f"kubernetes ttl {cluster.kubernetes_ttl}, "
+            + (f"cache {cache.success} s (min {cache.min_ttl} s)" if cache else "no cache"))
+    out = [Verdict("cluster-dns", OK, text)]
+    for layer, settings in (("coredns", cluster), ("node-local", nodelocal)):
+        if settings is not None and settings.cache is not None and settings.cache.serve_stale:
+            out.append(Verdict("cluster-dns", WARN, f"{layer} cache has serve_stale "
+                               f"({settings.cache.serve_stale} s): removed records can outlive "
+                               "their TTL", "drop serve_stale for headless zones"))
+    for layer in ("coredns", "node-local"):
+        if layer not in bounds:
+            continue
+        bound = bounds[layer]
+        line = (f"{layer} can serve a removed record for up to {bound.stale:g} s, "
+                f"a cached NXDOMAIN for up to {bound.negative:g} s")
+        if expected is not None and bound.stale > expected:
+            out.append(Verdict("cluster-dns", FAIL, f"{line}, over the expected {expected:g} s",
+                               "lower the kubernetes plugin ttl, or the cache TTL"))
+        else:
+            out.append(Verdict("cluster-dns", OK, line))
+    return out
