@@ -13,6 +13,7 @@ an error instead (CI).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import uuid
@@ -126,64 +127,49 @@ def namespace(
     kube.delete(api_path("v1", "namespaces", name=name), missing_ok=True)
 
 
+@contextlib.contextmanager
+def _stopped_at_exit() -> Iterator[list[CoreDNS]]:
+    """A list to put started servers in; they are stopped, newest first, on exit."""
+    started: list[CoreDNS] = []
+    try:
+        yield started
+    finally:
+        for server in reversed(started):
+            server.stop()
+
+
 @pytest.fixture
 def coredns_cluster(
     rig_bins: Rig, apiserver: KubeApiServer, tmp_path: Path
 ) -> Iterator[ClusterDNSFactory]:
     """Factory: ``coredns_cluster(ttl=5, cache=None)`` starts a cluster CoreDNS."""
-    started: list[CoreDNS] = []
+    with _stopped_at_exit() as started:
 
-    def make(*, ttl: int = 5, cache: int | None = None, log_queries: bool = False) -> CoreDNS:
-        name = f"coredns-cluster-{len(started)}"
-        server = CoreDNS.cluster(
-            rig_bins.coredns,
-            tmp_path / name,
-            apiserver=apiserver,
-            ttl=ttl,
-            cache=cache,
-            name=name,
-            log_queries=log_queries,
-        )
-        started.append(server)
-        return server.start()
+        def make(*, ttl: int = 5, cache: int | None = None, log_queries: bool = False) -> CoreDNS:
+            name = f"coredns-cluster-{len(started)}"
+            server = CoreDNS.cluster(rig_bins.coredns, tmp_path / name, apiserver=apiserver,
+                                     ttl=ttl, cache=cache, name=name, log_queries=log_queries)
+            started.append(server)
+            return server.start()
 
-    try:
         yield make
-    finally:
-        for server in reversed(started):
-            server.stop()
 
 
 @pytest.fixture
 def coredns_nodelocal(rig_bins: Rig, tmp_path: Path) -> Iterator[NodeLocalDNSFactory]:
     """Factory: ``coredns_nodelocal(upstream, success_ttl=30, denial_ttl=5)``."""
-    started: list[CoreDNS] = []
+    with _stopped_at_exit() as started:
 
-    def make(
-        upstream: CoreDNS | str,
-        *,
-        success_ttl: int = 30,
-        denial_ttl: int = 5,
-        log_queries: bool = False,
-    ) -> CoreDNS:
-        name = f"coredns-nodelocal-{len(started)}"
-        server = CoreDNS.nodelocal(
-            rig_bins.coredns,
-            tmp_path / name,
-            upstream=upstream,
-            success_ttl=success_ttl,
-            denial_ttl=denial_ttl,
-            name=name,
-            log_queries=log_queries,
-        )
-        started.append(server)
-        return server.start()
+        def make(upstream: CoreDNS | str, *, success_ttl: int = 30, denial_ttl: int = 5,
+                 log_queries: bool = False) -> CoreDNS:
+            name = f"coredns-nodelocal-{len(started)}"
+            server = CoreDNS.nodelocal(rig_bins.coredns, tmp_path / name, upstream=upstream,
+                                       success_ttl=success_ttl, denial_ttl=denial_ttl,
+                                       name=name, log_queries=log_queries)
+            started.append(server)
+            return server.start()
 
-    try:
         yield make
-    finally:
-        for server in reversed(started):
-            server.stop()
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

@@ -3,7 +3,7 @@ the rig's API server) and a "node-local" caching forwarder in front of it."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -108,6 +108,25 @@ class CoreDNS(ManagedProcess):
         self.corefile_path = workdir / f"{name}.Corefile"
 
     @classmethod
+    def _on_fresh_address(
+        cls, binary: Path, workdir: Path, name: str, corefile: Callable[[str, int], str]
+    ) -> CoreDNS:
+        """A server on a new loopback address; `corefile(address, ready_port)` writes its
+        configuration."""
+        address = next_loopback_address()
+        ready_port = free_port(address)
+        return cls(
+            binary,
+            workdir,
+            corefile(address, ready_port),
+            address=address,
+            port=free_port(address, udp=True),
+            ready_port=ready_port,
+            probe_name=CLUSTER_DOMAIN,
+            name=name,
+        )
+
+    @classmethod
     def cluster(
         cls,
         binary: Path,
@@ -120,26 +139,19 @@ class CoreDNS(ManagedProcess):
         log_queries: bool = False,
     ) -> CoreDNS:
         """A cluster DNS server for ``apiserver`` on a fresh loopback address."""
-        address = next_loopback_address()
-        ready_port = free_port(address)
-        corefile = cluster_corefile(
-            address=address,
-            ready_port=ready_port,
-            apiserver_url=apiserver.url,
-            kubeconfig=apiserver.kubeconfig_path,
-            ttl=ttl,
-            cache=cache,
-            log_queries=log_queries,
-        )
-        return cls(
+        return cls._on_fresh_address(
             binary,
             workdir,
-            corefile,
-            address=address,
-            port=free_port(address, udp=True),
-            ready_port=ready_port,
-            probe_name=CLUSTER_DOMAIN,
-            name=name,
+            name,
+            lambda address, ready_port: cluster_corefile(
+                address=address,
+                ready_port=ready_port,
+                apiserver_url=apiserver.url,
+                kubeconfig=apiserver.kubeconfig_path,
+                ttl=ttl,
+                cache=cache,
+                log_queries=log_queries,
+            ),
         )
 
     @classmethod
@@ -156,25 +168,18 @@ class CoreDNS(ManagedProcess):
     ) -> CoreDNS:
         """A node-local cache forwarding everything to ``upstream`` (a CoreDNS or "ip:port")."""
         target = upstream.hostport if isinstance(upstream, CoreDNS) else upstream
-        address = next_loopback_address()
-        ready_port = free_port(address)
-        corefile = nodelocal_corefile(
-            address=address,
-            ready_port=ready_port,
-            upstream=target,
-            success_ttl=success_ttl,
-            denial_ttl=denial_ttl,
-            log_queries=log_queries,
-        )
-        return cls(
+        return cls._on_fresh_address(
             binary,
             workdir,
-            corefile,
-            address=address,
-            port=free_port(address, udp=True),
-            ready_port=ready_port,
-            probe_name=CLUSTER_DOMAIN,
-            name=name,
+            name,
+            lambda address, ready_port: nodelocal_corefile(
+                address=address,
+                ready_port=ready_port,
+                upstream=target,
+                success_ttl=success_ttl,
+                denial_ttl=denial_ttl,
+                log_queries=log_queries,
+            ),
         )
 
     @property
