@@ -82,10 +82,13 @@ class Scheduler:
         self._fast_due[key] = due
         heapq.heappush(self._fast_heap, (due, key))
 
-    def _steady_gap(self) -> float:
+    def _base_gap(self) -> float:
         pairs = sum(len(q) for q in self.plan.values()) * len(self.servers)
         floor = 1.0 / (self.budget.qps * self.steady_share)
-        return max(self.sweep_interval / max(pairs, 1), floor) * self.rng.uniform(0.5, 1.5)
+        return max(self.sweep_interval / max(pairs, 1), floor)
+
+    def _steady_gap(self) -> float:
+        return self._base_gap() * self.rng.uniform(0.5, 1.5)
 
     def _next_sweep_key(self) -> ProbeKey | None:
         if not self._sweep:
@@ -132,8 +135,10 @@ class Scheduler:
             self._deferred.discard(key)
             self._schedule_fast(key, now + self.fast_interval)
             out.append(key)
-        if self._next_steady is None:
-            self._next_steady = now + self._steady_gap()
+        # A gap chosen while the plan was small must not hold back a plan that grew since.
+        gap = self._base_gap()
+        if self._next_steady is None or self._next_steady > now + 1.5 * gap:
+            self._next_steady = now + gap * self.rng.uniform(0.0, 1.0)
         while self._next_steady <= now and (key := self._next_sweep_key()) is not None:
             if not self.budget.try_take(now):
                 if not self._steady_deferred:

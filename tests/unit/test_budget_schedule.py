@@ -108,3 +108,14 @@ def test_jitter_differs_between_agents() -> None:
     a, b = scheduler(), scheduler()
     b.rng = random.Random(8)
     assert [k for _, k in run(a, 3.0)] != [k for _, k in run(b, 3.0)]
+
+
+def test_steady_sweep_starts_promptly_when_the_plan_arrives_late() -> None:
+    s = Scheduler(Budget(20, 4), random.Random(3), sweep_interval=30.0)
+    s.set_servers(SERVERS)
+    assert s.due(0.0) == []  # nothing to probe yet: no plan
+    for i in range(100):
+        s.set_plan(Target("ns", f"svc{i}"), QS, 0.5)
+    sent = run(s, 10.0, start=0.5)
+    # 600 pairs over a 30 s sweep, capped at half the budget: 10 per second.
+    assert 70 <= len(sent) <= 110

@@ -1,0 +1,209 @@
+"""Footprint and scrape cost of the agent at 1,000 headless Services, at the default budget.
+
+Starts etcd, kube-apiserver and two CoreDNS (cluster, node-local) from the rig, creates N
+headless Services with a 3-endpoint EndpointSlice each, and runs `dns-staleness-exporter run`
+against them with the default settings. It then measures, in the same run:
+
+- RSS and CPU of the agent in steady state, beside a bare interpreter that imports the same
+  packages (the peer: what Python alone costs);
+- /metrics render time and size;
+- probe round trips from the agent's own histogram while nobody scrapes, then while a scraper
+  hammers /metrics: a render runs in a worker thread, so the two should match.
+
+    .venv/bin/python -m bench.footprint [--services 1000] [--seconds 60]
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.rig import CoreDNS, Etcd, KubeApiServer, KubeClient, Rig, api_path, free_port
+
+NS = "footprint"
+IMPORTS = "import aiohttp, dns.message, prometheus_client, uvloop, yaml, exporter.agent"
+
+
+def log(text: str) -> None:
+    print(f"footprint: {text}", file=sys.stderr, flush=True)
+
+
+def proc_stat(pid: int) -> tuple[float, int, int]:
+    """CPU seconds (user + system), RSS and peak RSS in KiB."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = int(fields[11]) + int(fields[12])
+    status = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text()
+                  .splitlines() if ":" in line)
+    return ticks / 100.0, int(status["VmRSS"].split()[0]), int(status["VmHWM"].split()[0])
+
+
+def populate(kube: KubeClient, services: int) -> float:
+    started = time.monotonic()
+    kube.create_namespace(NS, wait_for_default_sa=False)  # no controller manager here
+
+    def one(i: int) -> None:
+        name = f"svc-{i}"
+        kube.create(api_path("v1", "services", NS), {
+            "metadata": {"name": name},
+            "spec": {"clusterIP": "None", "selector": {"app": name},
+                     "ports": [{"name": "http", "port": 80}]}})
+        kube.create(api_path("discovery.k8s.io/v1", "endpointslices", NS), {
+            "metadata": {"name": f"{name}-x", "labels": {
+                "kubernetes.io/service-name": name, "service.kubernetes.io/headless": ""}},
+            "addressType": "IPv4",
+            "endpoints": [{"addresses": [f"10.{i // 250}.{i % 250}.{p + 1}"], "hostname": f"p{p}",
+                           "conditions": {"ready": True}} for p in range(3)],
+            "ports": [{"name": "http", "port": 80, "protocol": "TCP"}]})
+        if i % 200 == 199:
+            log(f"created {i + 1} of {services} Services with their slices")
+
+    with ThreadPoolExecutor(16) as pool:
+        list(pool.map(one, range(services)))
+    return time.monotonic() - started
+
+
+def get(url: str) -> tuple[float, bytes]:
+    started = time.perf_counter()
+    with urllib.request.urlopen(url, timeout=30) as resp:
+        body = resp.read()
+    return time.perf_counter() - started, body
+
+
+def histogram(text: str, name: str) -> dict[float, float]:
+    """Cumulative bucket counts summed over all label sets."""
+    out: dict[float, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == f"{name}_bucket":
+                le = float(sample.labels["le"])
+                out[le] = out.get(le, 0.0) + sample.value
+    return out
+
+
+def quantile(before: dict[float, float], after: dict[float, float], q: float) -> float:
+    """The upper bound of the bucket holding quantile q of the samples between two scrapes."""
+    delta = sorted((le, after[le] - before.get(le, 0.0)) for le in after)
+    total = delta[-1][1] if delta else 0.0
+    for le, count in delta:
+        if total and count >= q * total:
+            return le
+    return float("nan")
+
+
+@contextmanager
+def cluster(rig: Rig, work: Path) -> Iterator[tuple[KubeApiServer, CoreDNS, CoreDNS]]:
+    with ExitStack() as stack:
+        etcd = Etcd(rig.etcd, work / "etcd").start()
+        stack.callback(etcd.stop)
+        apiserver = KubeApiServer(rig.kube_apiserver, work / "apiserver",
+                                  etcd_url=etcd.client_url).start()
+        stack.callback(apiserver.stop)
+        core = CoreDNS.cluster(rig.coredns, work / "cluster", apiserver=apiserver, ttl=5,
+                               cache=5).start()
+        stack.callback(core.stop)
+        local = CoreDNS.nodelocal(rig.coredns, work / "nodelocal", upstream=core).start()
+        stack.callback(local.stop)
+        yield apiserver, core, local
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0] if __doc__ else None)
+    parser.add_argument("--services", type=int, default=1000)
+    parser.add_argument("--seconds", type=float, default=60.0,
+                        help="length of each measured phase")
+    args = parser.parse_args()
+    rig = Rig.load()
+    with tempfile.TemporaryDirectory() as tmp, cluster(rig, Path(tmp)) as (api, core, local):
+        created = populate(api.client(), args.services)
+        log(f"{args.services} Services and slices in {created:.1f} s")
+        port = free_port("127.0.0.1")
+        agent = subprocess.Popen(
+            [sys.executable, "-m", "exporter", "run", "--kubeconfig", str(api.kubeconfig_path),
+             "--listen", f"127.0.0.1:{port}", "--layers", "node-local", "--static-servers",
+             f"coredns={core.hostport}", "--node-local-address", local.hostport,
+             "--watch-start-jitter", "0", "--node-name", "bench"], stderr=subprocess.DEVNULL)
+        peer = subprocess.Popen([sys.executable, "-c", f"{IMPORTS}; import time; "
+                                 "time.sleep(600)"])
+        url = f"http://127.0.0.1:{port}"
+        try:
+            started = time.monotonic()
+            while True:
+                try:
+                    with urllib.request.urlopen(f"{url}/readyz", timeout=2):
+                        break
+                except OSError:
+                    time.sleep(0.1)
+            sync = time.monotonic() - started
+            log(f"agent ready after {sync:.1f} s; settling for 10 s")
+            time.sleep(10)
+            cpu0, _, _ = proc_stat(agent.pid)
+            first = get(f"{url}/metrics")[1].decode()
+            t0 = time.monotonic()
+            log(f"phase 1: {args.seconds:g} s without scrapes")
+            time.sleep(args.seconds)
+            cpu1, rss, peak = proc_stat(agent.pid)
+            quiet_wall = time.monotonic() - t0
+            middle = get(f"{url}/metrics")[1].decode()
+            log(f"phase 2: {args.seconds:g} s with a scrape every 0.2 s")
+            renders: list[float] = []
+            t1 = time.monotonic()
+            while time.monotonic() - t1 < args.seconds:
+                renders.append(get(f"{url}/metrics")[0])
+                time.sleep(0.2)
+            cpu2, _, peak2 = proc_stat(agent.pid)
+            busy_wall = time.monotonic() - t1
+            last_body = get(f"{url}/metrics")[1]
+            last = last_body.decode()
+            _, peer_rss, _ = proc_stat(peer.pid)
+        finally:
+            agent.terminate()
+            peer.terminate()
+            agent.wait(10)
+            peer.wait(10)
+
+    def probes(text: str) -> float:
+        return sum(s.value for f in text_string_to_metric_families(text) for s in f.samples
+                   if s.name == "dns_staleness_probes_total")
+
+    series = sum(1 for line in last.splitlines() if line and not line.startswith("#"))
+    quiet = (histogram(first, "dns_staleness_probe_duration_seconds"),
+             histogram(middle, "dns_staleness_probe_duration_seconds"))
+    busy = (quiet[1], histogram(last, "dns_staleness_probe_duration_seconds"))
+    renders.sort()
+    rows = [
+        ("headless Services", f"{args.services:,}", ""),
+        ("initial sync to ready", f"{sync:.1f} s", ""),
+        ("agent RSS, steady", f"{rss / 1024:.1f} MiB",
+         f"{rss / peer_rss:.2f}x a bare interpreter with the same imports "
+         f"({peer_rss / 1024:.1f} MiB)"),
+        ("agent peak RSS", f"{max(peak, peak2) / 1024:.1f} MiB", ""),
+        ("agent CPU, no scrapes", f"{(cpu1 - cpu0) / quiet_wall:.1%} of a core",
+         f"{probes(middle) - probes(first):,.0f} probes in {quiet_wall:.0f} s"),
+        ("agent CPU, scraped every 0.2 s", f"{(cpu2 - cpu1) / busy_wall:.1%} of a core", ""),
+        ("/metrics series, bytes", f"{series:,}", f"{len(last_body):,} bytes"),
+        ("/metrics render, p50 / p99", f"{renders[len(renders) // 2] * 1000:.1f} ms",
+         f"{renders[int(len(renders) * 0.99)] * 1000:.1f} ms over {len(renders)} scrapes"),
+        ("probe RTT p50 / p99, no scrapes",
+         f"<= {quantile(*quiet, 0.5) * 1000:g} ms", f"<= {quantile(*quiet, 0.99) * 1000:g} ms"),
+        ("probe RTT p50 / p99, while scraped",
+         f"<= {quantile(*busy, 0.5) * 1000:g} ms", f"<= {quantile(*busy, 0.99) * 1000:g} ms"),
+    ]
+    width = max(len(r[0]) for r in rows)
+    print(f"{'measure':<{width}} | value | note")
+    print(f"{'-' * width}-+-------+-----")
+    for name, value, note in rows:
+        print(f"{name:<{width}} | {value} | {note}")
+
+
+if __name__ == "__main__":
+    main()
