@@ -157,6 +157,7 @@ class Agent:
 
     def _replan(self, target: Target, now: float) -> None:
         self.scheduler.set_plan(target, tuple(self.comparator.questions(target)), now)
+        self._kick.set()  # the probe loop may be asleep on a wake time from a smaller plan
 
     def _publish(self, outcome: Outcome) -> None:
         self.metrics.record_windows(outcome.windows, outcome.races)

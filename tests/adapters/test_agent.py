@@ -169,3 +169,24 @@ def test_sigterm_drops_readiness_and_exits_within_two_seconds(tmp_path: Path) ->
     assert proc.returncode == 0, err
     assert elapsed < 2.0
     assert "closed windows lie within" in out
+
+
+async def test_steady_probes_start_soon_after_the_first_sync() -> None:
+    """The plan arrives after the probe loop first slept: it must wake for it."""
+    cluster = Cluster()
+    lab = LabDnsServer(KubernetesBackend(cluster.lab), ZONE)
+    ref = ServerRef("coredns", await lab.start("127.0.30.9"))
+    agent = Agent(load("run", {}, {}, None), [ref], Metrics(CollectorRegistry()))
+    stop = asyncio.Event()
+    task = asyncio.create_task(agent.run(cluster.events(), stop))
+    await asyncio.sleep(0.2)
+    for s in range(50):
+        cluster.lab.add_service("ns", f"svc{s}")
+        cluster.lab.set_pod("ns", f"svc{s}", LabPod("p0", f"10.{s}.0.1", hostname="p0"))
+    cluster.queue.put_nowait(Synced())
+    await asyncio.sleep(2.0)
+    stop.set()
+    await task
+    lab.close()
+    # 50 targets x 3 names on one server over the 30 s sweep: 5 probes a second.
+    assert lab.queries >= 5
