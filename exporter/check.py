@@ -23,6 +23,7 @@ from prometheus_client import CollectorRegistry
 
 from exporter import __version__
 from exporter.agent import Agent
+from exporter.budget import Budget
 from exporter.comparator import Comparator, Observation, OpenWindow, Outcome, ServerRef
 from exporter.corefile import CorefileError, CorefileSettings, bounds, settings_of
 from exporter.diagnosis import (
@@ -153,11 +154,19 @@ async def _probe_all(settings: Settings, servers: Sequence[ServerRef],
     comparator.set_servers(servers)
     comparator.update(Update(target, answers, Stamp(time.monotonic())))
     wire = QueryWire()
+    budget = Budget(settings.probe_budget_qps, settings.probe_burst)
     results, detail = [], []
     for server in servers:
         prober = Prober(server, settings.probe_timeout, wire)
+        probes: list[ProbeResult] = []
         try:
-            probes: list[ProbeResult] = [await prober.probe(q) for q in sorted(answers)]
+            for question in sorted(answers):
+                while True:
+                    now = time.monotonic()
+                    if budget.try_take(now):
+                        break
+                    await asyncio.sleep(budget.next_free(now) - now)
+                probes.append(await prober.probe(question))
         finally:
             prober.close()
         errors = [p.result for p in probes if p.answer is None]

@@ -9,7 +9,6 @@ import os
 import signal
 import sys
 from collections.abc import Sequence
-from dataclasses import fields
 from typing import NoReturn
 
 import uvloop
@@ -18,6 +17,7 @@ from exporter import __version__
 from exporter.settings import (
     Settings,
     SettingsError,
+    default_for,
     env_of,
     field_docs,
     flag_of,
@@ -39,12 +39,10 @@ class _Parser(argparse.ArgumentParser):
 
 def _add_settings(parser: argparse.ArgumentParser, command: str) -> None:
     docs = field_docs()
-    defaults = {f.name: f for f in fields(Settings)}
     parser.add_argument("--config", metavar="FILE",
                         help="YAML file of settings (keys as below, with underscores)")
     for name in settings_for(command):
-        f = defaults[name]
-        default = f.metadata["demo"] if command == "demo" and f.metadata["demo"] else f.default
+        default = default_for(name, command)
         shown = ",".join(default) if isinstance(default, tuple) else default
         parser.add_argument(
             flag_of(name), dest=name, metavar=name.split("_")[-1].upper(),

@@ -110,14 +110,22 @@ _level = _one_of("debug", "info", "warning", "error")
 
 
 def setting(default: Any, check: Check | None = None, commands: tuple[str, ...] = COMMANDS,
-            demo: Any = None) -> Any:
-    """A field with its validation, the commands that read it, and the demo's own default."""
-    return field(default=default, metadata={"check": check, "commands": commands, "demo": demo})
+            per_command: Mapping[str, Any] | None = None) -> Any:
+    """A field with its validation, the commands that read it, and any command's own default
+    (demo and check probe faster: demo talks to its own lab, check is a one-shot)."""
+    return field(default=default,
+                 metadata={"check": check, "commands": commands,
+                           "defaults": dict(per_command or {})})
+
+
+def default_for(name: str, command: str) -> Any:
+    f = Settings.__dataclass_fields__[name]
+    return f.metadata["defaults"].get(command, f.default)
 
 
 @dataclass(frozen=True)
 class Settings:
-    listen: str = setting("0.0.0.0:9897", _host_port, ("run", "demo"), demo="127.0.0.1:9897")
+    listen: str = setting("0.0.0.0:9897", _host_port, ("run", "demo"), {"demo": "127.0.0.1:9897"})
     """HOST:PORT of the HTTP server that serves /metrics, /healthz and /readyz."""
     log_level: str = setting("info", _level)
     """Log level: debug, info, warning or error."""
@@ -134,7 +142,7 @@ class Settings:
     max_targets: int = setting(1000, _at_least(1, True), ("run",))
     """Most headless Services monitored at once; the rest are counted and logged as dropped."""
     probe_budget_qps: float = setting(20.0, _between(1, 10000), ("run", "demo", "check"),
-                                      demo=500.0)
+                                      {"demo": 500.0, "check": 200.0})
     """Most DNS queries per second, over any one-second window, for all layers together."""
     probe_burst: int = setting(4, _at_least(1, True))
     """Most queries sent back to back; must not exceed probe_budget_qps."""
@@ -270,8 +278,8 @@ def load(command: str, flags: Mapping[str, Any], env: Mapping[str, str],
     values: dict[str, Any] = {}
     sources: dict[str, str] = {}
     for f in fields(Settings):
-        if command == "demo" and f.metadata["demo"] is not None:
-            values[f.name] = f.metadata["demo"]
+        if command in f.metadata["defaults"]:
+            values[f.name] = f.metadata["defaults"][command]
     layers: list[tuple[Mapping[str, Any], Callable[[str], str]]] = []
     if config_path:
         layers.append((_read_file(config_path), lambda n: f"{config_path}: {n}"))
@@ -297,8 +305,8 @@ def reference_table() -> str:
             "|---|---|---|---|---|---|"]
     for f in fields(Settings):
         default = ",".join(f.default) if isinstance(f.default, tuple) else f.default
-        if f.metadata["demo"] is not None:
-            default = f"{default} (demo: {f.metadata['demo']})"
+        for command, value in f.metadata["defaults"].items():
+            default = f"{default} ({command}: {value})"
         rows.append(f"| `{f.name}` | `{flag_of(f.name)}` | `{env_of(f.name)}` | `{default}` | "
                     f"{', '.join(f.metadata['commands'])} | {docs[f.name]} |")
     return "\n".join(rows)
