@@ -181,6 +181,7 @@ class Agent:
             return
         self._layer_up[key.server] = result.answer is not None
         if result.answer is None:
+            self.comparator.mark_down(key.server)
             return
         self._note_ttl(result)
         outcome = self.comparator.observe(Observation(

@@ -147,6 +147,7 @@ class Comparator:
         """Seconds a removed record stays attributable, and a retired name stays probed."""
         self.servers: tuple[ServerRef, ...] = ()
         self.synced = False
+        self._down: set[ServerRef] = set()
         self._questions: dict[Question, _QuestionState] = {}
         self._by_target: dict[Target, set[Question]] = {}
 
@@ -154,6 +155,11 @@ class Comparator:
         self.servers = tuple(sorted(set(servers)))
         for qs in self._questions.values():
             qs.cells = {s: qs.cells.get(s) or _Cell() for s in self.servers}
+
+    def mark_down(self, server: ServerRef) -> None:
+        """The server gave no answer: what it serves is unknown until it answers again, so it
+        gets no windows from truth changes and shows none in the gauges meanwhile."""
+        self._down.add(server)
 
     def mark_synced(self) -> None:
         """The first full sync is done: from now on truth changes open windows."""
@@ -197,7 +203,9 @@ class Comparator:
         if stamp is not None:
             qs.removed[value] = stamp
         for server, cell in qs.cells.items():
-            if cell.missing.pop(value, None) is not None:
+            if server in self._down:
+                cell.missing.pop(value, None)
+            elif cell.missing.pop(value, None) is not None:
                 if stamp is not None:
                     outcome.races.append(
                         Race("left_truth_while_missing", qs.target, question, server, value))
@@ -212,7 +220,7 @@ class Comparator:
         qs.removed.pop(value, None)
         for server, cell in qs.cells.items():
             window = cell.stale.pop(value, None)
-            if stamp is None:
+            if stamp is None or server in self._down:
                 continue
             if window is not None:
                 reason = "returned_while_stale" if window.cause else "served_before_watch"
@@ -230,6 +238,7 @@ class Comparator:
             return outcome
         cell = qs.cells.setdefault(obs.server, _Cell())
         at, answer = obs.received, obs.values
+        self._down.discard(obs.server)
         for value, window in list(cell.stale.items()):
             if value in answer:
                 window.last_seen = at
@@ -303,6 +312,8 @@ class Comparator:
         """Every window open now, with its age: from the truth change, or from first sight."""
         for question, qs in self._questions.items():
             for server, cell in qs.cells.items():
+                if server in self._down:
+                    continue
                 for kind, found in ((STALE, cell.stale), (PROPAGATION, cell.missing)):
                     for value, window in found.items():
                         since = window.cause.watch if window.cause else window.first_seen

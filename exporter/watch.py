@@ -122,10 +122,12 @@ class KubeApi:
             await self._check(resp)
             return await resp.json(content_type=None)
 
-    async def stream(self, path: str, params: Mapping[str, str]) -> AsyncIterator[Any]:
-        """Watch events, one JSON object per line; ends when the server closes the watch."""
+    async def stream(self, path: str, params: Mapping[str, str],
+                     silence: float) -> AsyncIterator[Any]:
+        """Watch events, one JSON object per line; ends when the server closes the watch.
+        `silence` seconds without a byte means the connection died without closing."""
         url = f"{self.access.server}{path}?{urlencode(params)}"
-        timeout = aiohttp.ClientTimeout(total=None, sock_read=None)
+        timeout = aiohttp.ClientTimeout(total=None, sock_read=silence)
         async with self.session.get(url, headers=self._headers(), ssl=self.ssl,
                                     timeout=timeout) as resp:
             await self._check(resp)
@@ -180,7 +182,8 @@ class Watcher:
         params = {**self._selectors(), "watch": "1", "allowWatchBookmarks": "true",
                   "resourceVersion": self.resource_version or "",
                   "timeoutSeconds": str(max(1, timeout))}
-        async for event in self.api.stream(self.resource.path, params):
+        # The server ends the watch after timeoutSeconds: silence past that is a dead peer.
+        async for event in self.api.stream(self.resource.path, params, timeout + 30.0):
             kind, obj = event.get("type"), event.get("object") or {}
             if kind == "ERROR":
                 raise ApiError(int(obj.get("code") or 500), str(obj.get("reason") or ""),
@@ -200,7 +203,10 @@ class Watcher:
                 if self.resource_version is None:
                     await self._list()
                 await self._watch()
-                continue  # the server ended the watch: resume from the last version
+                # The server ended the watch after its timeout: it is healthy, so the next
+                # failure backs off from the start again, even on a watch that saw no events.
+                self.backoff.reset()
+                continue  # resume from the last version
             except ApiError as exc:
                 if exc.status == 410:
                     self.on_restart("gone")

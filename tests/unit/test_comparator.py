@@ -173,3 +173,14 @@ def test_changes_learned_by_a_relist_never_become_samples(comparator: Comparator
     comparator.update(Update(T, answers(svc=frozenset({"1.1.1.1"})), Stamp(2.0), gap=True))
     assert comparator.open_windows(3.0)[(T, "node-local")].stale == 1
     assert probe(comparator, 4.0, {"1.1.1.1"}) == []
+
+
+def test_a_server_that_is_down_shows_no_windows_and_gets_none(comparator: Comparator) -> None:
+    probe(comparator, 1.0, {"1.1.1.1", "1.1.1.2"})
+    comparator.mark_down(S)
+    comparator.update(Update(T, answers(svc=frozenset({"1.1.1.1", "1.1.1.2", "1.1.1.3"})),
+                             Stamp(2.0)))
+    assert (T, "node-local") not in comparator.open_windows(3.0)
+    # Back after 20 s, already serving the new record: no propagation sample of the downtime.
+    assert probe(comparator, 22.0, {"1.1.1.1", "1.1.1.2", "1.1.1.3"}) == []
+    assert (T, "node-local") not in comparator.open_windows(23.0)
