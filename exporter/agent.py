@@ -92,8 +92,10 @@ class Agent:
             return []
         if isinstance(event, Relisted):
             if event.kind == "Service":
-                return self.truth.replace_services(map(parse_service, event.objects), now)
-            return self.truth.replace_slices(map(parse_slice, event.objects), now)
+                return self.truth.replace_services(map(parse_service, event.objects), now,
+                                                   event.namespace)
+            return self.truth.replace_slices(map(parse_slice, event.objects), now,
+                                             event.namespace)
         deleted = event.type == "DELETED"
         if event.kind == "Service":
             service = parse_service(event.obj)
@@ -213,6 +215,7 @@ class Agent:
             targets=len(self.truth.monitored),
             targets_dropped=self.truth.dropped_total,
             probes_deferred=self.scheduler.deferred_total,
+            budget_qps=self.scheduler.budget.qps,
             skew=skew,
         )
 

@@ -21,6 +21,8 @@ class Relisted:
 
     kind: str
     objects: tuple[Any, ...]
+    namespace: str | None = None
+    """The watch's scope: a relist replaces only that namespace, or everything when None."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,6 +24,7 @@ BUCKETS = (0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 3, 5, 7.5, 10, 15, 20, 30, 45, 60,
 """From 25 ms (watch and informer lag) to 10 min (misconfigured caches); 50 ms and 60 s are
 bucket bounds, and the steps near the usual TTLs (5 s, 30 s) are fine enough to tell them apart."""
 PROBE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5)
+RESTART_REASONS = ("gone", "error", "forbidden", "unauthorized")
 LABEL_MAX = 63
 """Kubernetes names are at most 63 characters; anything longer is cut, never trusted."""
 OTHER = "_other"
@@ -44,6 +45,7 @@ class Snapshot:
     targets: int = 0
     targets_dropped: int = 0
     probes_deferred: int = 0
+    budget_qps: float = 0.0
     skew: float | None = None
 
 
@@ -84,7 +86,9 @@ class Metrics(Collector):
         self.watch_restarts = Counter(
             "dns_staleness_watch_restarts", "Relists and reconnects of the watch.", ["reason"],
             registry=registry)
-        self._ttl_seen: dict[str, int] = {}
+        # Every reason exists from the start, so increase() sees the first restart too.
+        for reason in RESTART_REASONS:
+            self.watch_restarts.labels(reason)
         registry.register(self)
 
     def record_probe(self, result: ProbeResult) -> None:
@@ -129,13 +133,16 @@ class Metrics(Collector):
                                 "Age of the oldest open stale window.", labels=labels)
         missing = GaugeMetricFamily("dns_staleness_missing_records",
                                     "Records in the truth that are not served yet.", labels=labels)
+        missing_age = GaugeMetricFamily("dns_staleness_missing_record_age_seconds",
+                                        "Age of the oldest open missing window.", labels=labels)
         for key, summary in self._per_service():
             if summary.stale:
                 stale.add_metric(key, summary.stale)
                 age.add_metric(key, summary.stale_age)
             if summary.missing:
                 missing.add_metric(key, summary.missing)
-        yield from (stale, age, missing)
+                missing_age.add_metric(key, summary.missing_age)
+        yield from (stale, age, missing, missing_age)
         ttl = GaugeMetricFamily("dns_staleness_record_ttl_seconds",
                                 "Highest TTL the layer served for monitored names lately.",
                                 labels=["layer"])
@@ -148,6 +155,9 @@ class Metrics(Collector):
         for server, ok in sorted(snap.layer_up.items()):
             up.add_metric([server.layer, server.address], 1 if ok else 0)
         yield up
+        yield GaugeMetricFamily("dns_staleness_probe_budget_qps",
+                                "The query budget: most probes per second over any second.",
+                                value=snap.budget_qps)
         yield CounterMetricFamily("dns_staleness_probes_deferred",
                                   "Probes deferred because the query budget was spent.",
                                   value=snap.probes_deferred)

@@ -94,6 +94,10 @@ def misconfigurations(service: ServiceState, slices: Iterable[SliceState]) -> fr
     return frozenset(reasons)
 
 
+def _within(target: Target, namespace: str | None) -> bool:
+    return namespace is None or target.namespace == namespace
+
+
 @dataclass
 class Truth:
     """Services and slices as last seen, and the targets selected among them."""
@@ -173,14 +177,18 @@ class Truth:
             self.slices.pop(target, None)
         return self._refresh(target, Stamp(now))
 
-    def replace_services(self, services: Iterable[ServiceState], now: float) -> list[Update]:
-        """A relist of Services: adopt it; report the targets whose answers moved."""
-        listed = {s.target: s for s in services}
+    def replace_services(self, services: Iterable[ServiceState], now: float,
+                         namespace: str | None = None) -> list[Update]:
+        """A relist of Services in `namespace` (None: all): adopt it, keep the rest, and
+        report the targets whose answers moved."""
+        kept = {t: s for t, s in self.services.items() if not _within(t, namespace)}
+        listed = kept | {s.target: s for s in services}
         return self._replace(lambda: setattr(self, "services", listed), now)
 
-    def replace_slices(self, slices: Iterable[SliceState], now: float) -> list[Update]:
-        """A relist of EndpointSlices: adopt it; report the targets whose answers moved."""
-        listed: dict[Target, dict[str, SliceState]] = {}
+    def replace_slices(self, slices: Iterable[SliceState], now: float,
+                       namespace: str | None = None) -> list[Update]:
+        """A relist of EndpointSlices in `namespace` (None: all), like replace_services."""
+        listed = {t: dict(by) for t, by in self.slices.items() if not _within(t, namespace)}
         for one in slices:
             listed.setdefault(one.target, {})[one.name] = one
         return self._replace(lambda: setattr(self, "slices", listed), now)

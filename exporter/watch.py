@@ -175,7 +175,7 @@ class Watcher:
                 self.emit(ObjectEvent(kind, "ADDED", obj))
             self.listed.set()
         else:
-            self.emit(Relisted(kind, tuple(items)))
+            self.emit(Relisted(kind, tuple(items), self.resource.namespace))
 
     async def _watch(self) -> None:
         timeout = int(self.watch_timeout * self.rng.uniform(0.8, 1.2))

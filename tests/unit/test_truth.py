@@ -192,3 +192,15 @@ def test_label_selectors(selector: str, labels: dict[str, str], match: bool) -> 
 def test_bad_selector_names_the_term() -> None:
     with pytest.raises(SelectorError, match="'a=b=c'"):
         parse_label_selector("x=y,a=b=c")
+
+
+def test_a_relist_of_one_namespace_keeps_the_others() -> None:
+    truth = Truth("cluster.local", lambda s: True, 10)
+    other = service("web")
+    other["metadata"]["namespace"] = "other"
+    truth.apply_service(parse_service(service("web")), 0.0)
+    truth.apply_service(parse_service(other), 0.0)
+    assert truth.replace_services([parse_service(service("web"))], 1.0, "ns") == []
+    assert truth.monitored == {Target("ns", "web"), Target("other", "web")}
+    gone = truth.replace_services([], 2.0, "other")
+    assert [(u.target, u.answers) for u in gone] == [(Target("other", "web"), None)]
