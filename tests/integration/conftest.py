@@ -184,3 +184,12 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     for row in [header, *SCENARIOS]:
         terminalreporter.write_line("  ".join(str(c).ljust(w) for c, w in zip(row, widths,
                                                                                strict=True)))
+
+
+# A second implementation of the same hook (pytest only collects names starting with pytest_).
+@pytest.hookimpl(specname="pytest_terminal_summary")
+def pytest_terminal_summary_alerting(terminalreporter: pytest.TerminalReporter) -> None:
+    """The alerting end-to-end: its alert timeline and the dashboard queries it checked."""
+    from tests.integration.alerting import write_summary
+
+    write_summary(terminalreporter)

@@ -1,0 +1,1 @@
+"""Grafana dashboards: `dashboards/generate.py` renders the committed `dashboards/*.json`."""
