@@ -54,6 +54,8 @@ class Rig:
     alertmanager: Path
     dnsperf: Path
     openssl: Path
+    helm: Path
+    hadolint: Path
     etcd_version: str
     kubernetes_version: str
     coredns_version: str
@@ -69,7 +71,8 @@ class Rig:
         env = parse_env_file(env_file)
         if check_versions and VERSIONS_FILE.is_file():
             pinned = pinned_versions()
-            for key in ("ETCD_VERSION", "KUBERNETES_VERSION", "COREDNS_VERSION"):
+            for key in ("ETCD_VERSION", "KUBERNETES_VERSION", "COREDNS_VERSION", "HELM_VERSION",
+                        "HADOLINT_VERSION"):
                 if key in pinned and env.get(key) != pinned[key]:
                     raise RigNotInstalled(
                         f"{env_file} has {key}={env.get(key)} but {VERSIONS_FILE.name} pins "
@@ -96,6 +99,8 @@ class Rig:
             alertmanager=path("ALERTMANAGER"),
             dnsperf=path("DNSPERF"),
             openssl=path("OPENSSL"),
+            helm=path("HELM"),
+            hadolint=path("HADOLINT"),
             etcd_version=env.get("ETCD_VERSION", ""),
             kubernetes_version=env.get("KUBERNETES_VERSION", ""),
             coredns_version=env.get("COREDNS_VERSION", ""),
