@@ -194,7 +194,8 @@ def overview() -> dashboard.Dashboard:
         "One row per Service and layer with an open window at the end of the time range. "
         "'Nodes' counts the nodes where the layer serves a removed record (stale) or lacks a "
         "current one (missing); the record counts are the highest on any one node; the age "
-        "is the oldest stale record's, since it left the truth. Click a Service to drill "
+        "are the oldest open windows', since the record left (stale) or entered (missing) the "
+        "truth. Click a Service to drill "
         "down. An empty table is the healthy state.",
         "short",
         [Query(f"count by (namespace, service, layer) (dns_staleness_stale_records{{{OPEN}}})",
@@ -206,10 +207,12 @@ def overview() -> dashboard.Dashboard:
          Query(f"count by (namespace, service, layer) (dns_staleness_missing_records{{{OPEN}}})",
                instant=True),
          Query(f"max by (namespace, service, layer) (dns_staleness_missing_records{{{OPEN}}})",
-               instant=True)],
+               instant=True),
+         Query("max by (namespace, service, layer) "
+               f"(dns_staleness_missing_record_age_seconds{{{OPEN}}})", instant=True)],
         {"Value #A": ("nodes stale", "short"), "Value #B": ("stale records", "short"),
          "Value #C": ("oldest stale age", "s"), "Value #D": ("nodes missing", "short"),
-         "Value #E": ("missing records", "short")},
+         "Value #E": ("missing records", "short"), "Value #F": ("oldest missing age", "s")},
     ).override_by_name("service", [DynamicConfigValue(id_val="links", value=to_service)])
     return (
         _common("DNS staleness / Overview", OVERVIEW_UID,
@@ -343,9 +346,11 @@ def overview() -> dashboard.Dashboard:
                   f"{{{AGENT}}}[$__rate_interval]))", "{{node}} {{reason}}")))
         .with_panel(series(
             "Probe budget use",
-            "Probes sent and probes deferred per second by each agent. Sent stays under the "
-            "agent's probe_budget_qps; deferred above zero means the budget is spent and fast "
+            "Probes sent and probes deferred per second by each agent, beside its budget. Sent "
+            "stays under the budget; deferred above zero means the budget is spent and fast "
             "mode stretches (its windows lose resolution).", "reqps",
+            Query(f"max by (node) (dns_staleness_probe_budget_qps{{{AGENT}}})",
+                  "budget {{node}}"),
             Query(f"sum by (node) (rate(dns_staleness_probes_total{{{AGENT}}}[$__rate_interval]))",
                   "sent {{node}}"),
             Query(f"sum by (node) (rate(dns_staleness_probes_deferred_total{{{AGENT}}}"
