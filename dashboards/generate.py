@@ -193,10 +193,10 @@ def overview() -> dashboard.Dashboard:
         "Stale and missing records now",
         "One row per Service and layer with an open window at the end of the time range. "
         "'Nodes' counts the nodes where the layer serves a removed record (stale) or lacks a "
-        "current one (missing); the record counts are the highest on any one node; the age "
-        "are the oldest open windows', since the record left (stale) or entered (missing) the "
-        "truth. Click a Service to drill "
-        "down. An empty table is the healthy state.",
+        "current one (missing); the record counts are the highest on any one node; the ages "
+        "are those of the oldest open windows, since the record left (stale) or entered "
+        "(missing) the truth. Click a Service to drill down. An empty table is the healthy "
+        "state.",
         "short",
         [Query(f"count by (namespace, service, layer) (dns_staleness_stale_records{{{OPEN}}})",
                instant=True),
