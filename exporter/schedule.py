@@ -39,7 +39,9 @@ class Scheduler:
     """Probes that fell due while the budget was spent."""
     plan: dict[Target, tuple[Question, ...]] = field(default_factory=dict)
     servers: tuple[ServerRef, ...] = ()
-    _fast_until: dict[tuple[Target, ServerRef], float] = field(default_factory=dict)
+    _fast_until: dict[Target, dict[ServerRef, float]] = field(default_factory=dict)
+    """Per target, the servers in fast mode and until when: indexed by target, because every
+    truth update asks about one target."""
     _fast_heap: list[tuple[float, ProbeKey]] = field(default_factory=list)
     _fast_due: dict[ProbeKey, float] = field(default_factory=dict)
     _sweep: deque[ProbeKey] = field(default_factory=deque)
@@ -56,24 +58,39 @@ class Scheduler:
             self.plan[target] = questions
         else:
             self.plan.pop(target, None)
-        for (fast_target, server), until in list(self._fast_until.items()):
-            if fast_target == target and until > now:
-                for question in questions:
-                    self._schedule_fast(ProbeKey(target, question, server), now)
+            self._fast_until.pop(target, None)
+            return
+        for server, until in list(self._fast_until.get(target, {}).items()):
+            if until <= now:
+                self.settle(target, server)
+                continue
+            for question in questions:
+                self._schedule_fast(ProbeKey(target, question, server), now)
 
     def changed(self, target: Target, now: float) -> None:
         """The target's truth changed: probe it fast on every server."""
+        self._fast_until[target] = dict.fromkeys(self.servers, now + self.fast_cap)
         for server in self.servers:
-            self._fast_until[(target, server)] = now + self.fast_cap
             for question in self.plan.get(target, ()):
                 self._schedule_fast(ProbeKey(target, question, server), now)
 
     def settle(self, target: Target, server: ServerRef) -> None:
-        """The server agrees with the truth for this target: leave fast mode."""
-        self._fast_until.pop((target, server), None)
+        """The server agrees with the truth for this target (or the cap passed): leave fast
+        mode."""
+        servers = self._fast_until.get(target)
+        if servers is not None:
+            servers.pop(server, None)
+            if not servers:
+                del self._fast_until[target]
 
     def in_fast_mode(self, target: Target, server: ServerRef, now: float) -> bool:
-        return self._fast_until.get((target, server), float("-inf")) > now
+        until = self._fast_until.get(target, {}).get(server)
+        if until is None:
+            return False
+        if until <= now:
+            self.settle(target, server)
+            return False
+        return True
 
     def _schedule_fast(self, key: ProbeKey, due: float) -> None:
         current = self._fast_due.get(key)

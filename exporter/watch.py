@@ -14,7 +14,7 @@ import json
 import logging
 import random
 from collections.abc import AsyncIterator, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import urlencode
 
@@ -26,6 +26,7 @@ from exporter.objects import HEADLESS_LABEL, SERVICE_NAME_LABEL
 
 log = logging.getLogger(__name__)
 
+HEADLESS_SERVICES = "spec.clusterIP=None"
 RBAC_HINT = ("the chart's ClusterRole grants get, list and watch on services and "
              "discovery.k8s.io/endpointslices")
 
@@ -47,6 +48,8 @@ class Resource:
     namespace: str | None = None
     label_selector: str = ""
     field_selector: str = ""
+    optional_field_selector: bool = False
+    """The field selector only saves bytes: drop it if the API server does not support it."""
 
     @property
     def path(self) -> str:
@@ -67,7 +70,9 @@ def resources(namespaces: tuple[str, ...], dns_namespace: str,
     scopes: tuple[str | None, ...] = namespaces or (None,)
     out = [Resource("EndpointSlice", "discovery.k8s.io", "endpointslices", ns, HEADLESS_LABEL)
            for ns in scopes]
-    out += [Resource("Service", "", "services", ns) for ns in scopes]
+    # Kubernetes 1.31+ can select headless Services server-side; older servers answer 400.
+    out += [Resource("Service", "", "services", ns, field_selector=HEADLESS_SERVICES,
+                     optional_field_selector=True) for ns in scopes]
     out.append(Resource("DnsService", "", "services", dns_namespace,
                         field_selector=f"metadata.name={dns_service}"))
     out.append(Resource("DnsEndpointSlice", "discovery.k8s.io", "endpointslices", dns_namespace,
@@ -212,6 +217,14 @@ class Watcher:
                     self.on_restart("gone")
                     self.resource_version = None
                     continue
+                if exc.status == 400 and self.resource.optional_field_selector:
+                    log.info("%s: the API server does not take fieldSelector %s (%s); watching "
+                             "without it", self.resource.describe("watch"),
+                             self.resource.field_selector, exc.message)
+                    self.resource = replace(self.resource, field_selector="",
+                                            optional_field_selector=False)
+                    self.resource_version = None
+                    continue
                 reason = self._explain(exc)
             except (aiohttp.ClientError, OSError, TimeoutError, ValueError) as exc:
                 log.warning("%s: %s; reconnecting", self.resource.describe("watch"),
@@ -240,7 +253,7 @@ class KubeSource:
     def __init__(self, api: KubeApi, watch_resources: list[Resource],
                  on_restart: Callable[[str], None], watch_timeout: float = 300.0,
                  start_jitter: float = 0.0, rng: random.Random | None = None) -> None:
-        self.queue: asyncio.Queue[SourceEvent] = asyncio.Queue()
+        self.queue: asyncio.Queue[SourceEvent | Exception] = asyncio.Queue()
         self.rng = rng or random.Random()
         self.start_jitter = start_jitter
         self.watchers = [Watcher(api, r, self.queue.put_nowait, on_restart, watch_timeout,
@@ -249,23 +262,26 @@ class KubeSource:
     async def events(self) -> AsyncIterator[SourceEvent]:
         # Jitter spreads a DaemonSet's first lists, so a rollout does not hit the API at once.
         await asyncio.sleep(self.rng.uniform(0, self.start_jitter))
-        tasks = [asyncio.create_task(w.run(), name=f"watch {w.resource.kind}")
+        tasks = [asyncio.create_task(self._supervise(w), name=f"watch {w.resource.kind}")
                  for w in self.watchers]
-        synced = asyncio.create_task(self._await_lists())
+        tasks.append(asyncio.create_task(self._await_lists()))
         try:
             while True:
-                getter = asyncio.create_task(self.queue.get())
-                done, _ = await asyncio.wait([getter, *tasks],
-                                             return_when=asyncio.FIRST_COMPLETED)
-                for task in tasks:
-                    if task in done:
-                        getter.cancel()
-                        task.result()
-                yield getter.result()
+                event = await self.queue.get()
+                if isinstance(event, BaseException):
+                    raise event
+                yield event
         finally:
-            for task in [*tasks, synced]:
+            for task in tasks:
                 task.cancel()
-            await asyncio.gather(*tasks, synced, return_exceptions=True)
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _supervise(self, watcher: Watcher) -> None:
+        """A watcher only ends by a bug: hand it to the consumer rather than lose it."""
+        try:
+            await watcher.run()
+        except Exception as exc:
+            self.queue.put_nowait(exc)
 
     async def _await_lists(self) -> None:
         await asyncio.gather(*(w.listed.wait() for w in self.watchers))

@@ -119,3 +119,16 @@ def test_steady_sweep_starts_promptly_when_the_plan_arrives_late() -> None:
     sent = run(s, 10.0, start=0.5)
     # 600 pairs over a 30 s sweep, capped at half the budget: 10 per second.
     assert 70 <= len(sent) <= 110
+
+
+def test_fast_mode_entries_go_when_settled_expired_or_forgotten() -> None:
+    s = scheduler()
+    s.changed(T, 0.0)
+    other = Target("ns", "other")
+    s.set_plan(other, QS, 0.0)
+    s.changed(other, 0.0)
+    s.settle(T, SERVERS[0])
+    assert s.in_fast_mode(T, SERVERS[1], 1.0) and not s.in_fast_mode(T, SERVERS[0], 1.0)
+    assert not s.in_fast_mode(T, SERVERS[1], 6.0)  # the 5 s cap passed
+    s.set_plan(other, (), 6.0)
+    assert s._fast_until == {}
