@@ -16,6 +16,7 @@ import dns.message
 import dns.query
 import dns.rcode
 import dns.rdatatype
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.rig import free_port
 
@@ -26,6 +27,21 @@ WINDOW = re.compile(
 
 SCENARIOS: list[tuple[str, str, str, str, str]] = []
 """Rows for the terminal summary: scenario, layer, configured bound, checker, agent."""
+
+
+Samples = list[tuple[str, dict[str, str], float]]
+"""Every sample of a /metrics page: name, labels, value."""
+
+
+def samples(text: str) -> Samples:
+    return [(s.name, dict(s.labels), s.value)
+            for family in text_string_to_metric_families(text) for s in family.samples]
+
+
+def total(found: Samples, name: str, **labels: str) -> float:
+    """The sum of a metric's samples whose labels include these."""
+    return sum(v for n, lab, v in found
+               if n == name and all(lab.get(k) == want for k, want in labels.items()))
 
 
 @dataclass(frozen=True)

@@ -17,9 +17,8 @@ from typing import Any
 
 import pytest
 import yaml
-from prometheus_client.parser import text_string_to_metric_families
 
-from tests.integration.agent import AgentProcess
+from tests.integration.agent import AgentProcess, Samples, samples, total
 from tests.integration.netns import VethNamespace, veth_namespace
 from tests.rig import CoreDNS, KubeApiServer, KubeClient, Rig, api_path, dns_probe, wait_until
 
@@ -35,17 +34,6 @@ NODE = "rig-node-discovery"
 
 # -- reading the agent's metrics ----------------------------------------------------------
 
-Samples = list[tuple[str, dict[str, str], float]]
-
-
-def samples(text: str) -> Samples:
-    return [(s.name, dict(s.labels), s.value)
-            for family in text_string_to_metric_families(text) for s in family.samples]
-
-
-def total(found: Samples, name: str, **labels: str) -> float:
-    return sum(v for n, lab, v in found
-               if n == name and all(lab.get(k) == want for k, want in labels.items()))
 
 
 def series(found: Samples, name: str) -> list[dict[str, str]]:

@@ -34,12 +34,11 @@ import dns.query
 import dns.rdatatype
 import pytest
 import yaml
-from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.events import ObjectEvent, Relisted, SourceEvent
 from exporter.kubeconfig import from_kubeconfig
 from exporter.watch import KubeApi, Resource, Watcher
-from tests.integration.agent import AgentProcess, AgentWindow
+from tests.integration.agent import AgentProcess, AgentWindow, Samples, samples, total
 from tests.rig import (
     ClusterDNSFactory,
     CoreDNS,
@@ -144,17 +143,6 @@ def can_list_slices(client: KubeClient) -> bool:
 
 # -- reading the agent ---------------------------------------------------------------------
 
-Samples = list[tuple[str, dict[str, str], float]]
-
-
-def samples(text: str) -> Samples:
-    return [(s.name, dict(s.labels), s.value)
-            for family in text_string_to_metric_families(text) for s in family.samples]
-
-
-def total(found: Samples, name: str, **labels: str) -> float:
-    return sum(v for n, lab, v in found
-               if n == name and all(lab.get(k) == want for k, want in labels.items()))
 
 
 def counts(found: Samples) -> dict[tuple[str, str], float]:
