@@ -6,8 +6,10 @@ that names the file and the field, and what to do about it.
 
 from __future__ import annotations
 
+import atexit
 import base64
 import os
+import shutil
 import ssl
 import tempfile
 from collections.abc import Mapping
@@ -137,6 +139,8 @@ def from_kubeconfig(path: str, context: str | None = None) -> ClusterAccess:
                               "client certificate")
     base = Path(path).resolve().parent
     scratch = Path(tempfile.mkdtemp(prefix="dse-kube-"))
+    # It holds key material decoded from the kubeconfig: gone when the process ends.
+    atexit.register(shutil.rmtree, scratch, ignore_errors=True)
     token_file = (base / str(user["tokenFile"])).resolve() if user.get("tokenFile") else None
     if token_file is not None and not token_file.is_file():
         raise KubeconfigError(f"{path}: `tokenFile` file {token_file} does not exist")
