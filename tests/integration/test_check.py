@@ -233,7 +233,10 @@ def test_watch_reports_windows_and_a_100_pod_service_is_fast(env: Env) -> None:
     assert len(report["servers"][0]["names"]) == 102  # A, SRV and 100 per-pod names
     proc = subprocess.Popen(
         [sys.executable, "-m", "exporter", "check", f"{NS}/big", "--output", "json",
-         "--kubeconfig", str(env.kubeconfig), "--layers", "node-local", "--watch", "16",
+         "--kubeconfig", str(env.kubeconfig), "--layers", "node-local", "--watch", "18",
+         # Every name is probed on both layers before the deletion, so each layer's stale
+         # answer is seen from its start (the default 30 s sweep might not reach it first).
+         "--sweep-interval", "2",
          "--static-servers", f"coredns={env.cluster.hostport}", "--probe-budget-qps", "400",
          "--node-local-address", env.nodelocal.hostport], stdout=subprocess.PIPE, text=True)
     # Clients keep both caches warm, so the deletion leaves a stale answer to watch expire.
@@ -241,7 +244,7 @@ def test_watch_reports_windows_and_a_100_pod_service_is_fast(env: Env) -> None:
                        "node-local": (env.nodelocal.address, env.nodelocal.port)},
                       [(f"big.{NS}.svc.cluster.local.", "A")], interval=0.2).start()
     try:
-        time.sleep(4)
+        time.sleep(6)
         env.kube.delete_pod(NS, "big-7", grace_seconds=0)
         out, _ = proc.communicate(timeout=120)
     finally:
