@@ -41,7 +41,7 @@ import dns.query
 import uvloop
 
 from exporter.comparator import ServerRef
-from exporter.dnsmsg import EDNS_PAYLOAD, Answer, QueryWire, read_header, reduce, truncated
+from exporter.dnsmsg import EDNS_PAYLOAD, Answer, QueryWire, read_header, reduce
 from exporter.lab import KubernetesBackend, LabCluster, LabDnsServer, LabPod
 from exporter.probe import Prober
 from exporter.records import Question
@@ -529,7 +529,7 @@ def parse_costs(repeat: int) -> list[ParseCost]:
         if ours != theirs:
             raise BenchError(f"the readers disagree on {case.question}: {ours} != {theirs}")
         costs.append(ParseCost(
-            case, len(wire), truncated(udp),
+            case, len(wire), read_header(udp).truncated,
             best_us(lambda w=wire, q=case.question: reference_reduce(  # type: ignore[misc]
                 dns.message.from_wire(w), q), repeat),
             best_us(lambda w=wire, q=case.question: reduce(  # type: ignore[misc]

@@ -119,16 +119,14 @@ class Agent:
         if self.discovery is None:
             return
         objects = event.objects if isinstance(event, Relisted) else (event.obj,)
+        gone = isinstance(event, ObjectEvent) and event.type == "DELETED"
         if event.kind == "DnsService":
-            live = [o for o in objects if not (isinstance(event, ObjectEvent)
-                                              and event.type == "DELETED")]
-            self.discovery.apply_service(live[0] if live else None)
+            self.discovery.apply_service(None if gone or not objects else objects[0])
         else:
             if isinstance(event, Relisted):
                 self.discovery.slices.clear()
             for obj in objects:
                 name = str((obj.get("metadata") or {}).get("name") or "")
-                gone = isinstance(event, ObjectEvent) and event.type == "DELETED"
                 self.discovery.apply_slice(name, None if gone else obj)
         self.set_servers(self.discovery.servers())
 

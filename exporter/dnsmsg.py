@@ -58,10 +58,6 @@ _TO_QUESTION = b"\xc0\x0c"
 _PLAIN = frozenset(b"abcdefghijklmnopqrstuvwxyz0123456789-_*")
 
 
-def truncated(wire: bytes) -> bool:
-    return len(wire) >= 4 and bool(struct.unpack_from("!H", wire, 2)[0] & _TC)
-
-
 def _name(wire: bytes, offset: int) -> tuple[str, int]:
     """A domain name at `offset`, lower-cased text with a trailing dot, following compression
     pointers (backwards only, so loops are impossible); returns the name and the offset after

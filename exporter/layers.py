@@ -19,7 +19,7 @@ from typing import Any
 
 from exporter.comparator import ServerRef
 from exporter.objects import ObjectError
-from exporter.records import ip_value
+from exporter.records import ip_value, split_address
 
 DNS_PORT = 53
 
@@ -29,19 +29,15 @@ def host_port(address: str, port: int = DNS_PORT) -> str:
     return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
 
 
+def with_port(address: str) -> str:
+    """An IP, IP:PORT or [IPv6]:PORT, with the DNS port added when missing."""
+    return host_port(*split_address(address, DNS_PORT))
+
+
 def split_static(entry: str) -> tuple[str, str]:
     """`NAME=IP[:PORT]` to (name, ip:port)."""
     name, _, address = entry.partition("=")
-    if address.startswith("[") or address.count(":") == 1:
-        return name, address
-    return name, host_port(address)
-
-
-def with_port(address: str) -> str:
-    """An IP, IP:PORT or [IPv6]:PORT, with the DNS port added when missing."""
-    if address.startswith("[") or address.count(":") == 1:
-        return address
-    return host_port(address)
+    return name, with_port(address)
 
 
 def first_nameserver(resolv_conf: str) -> str | None:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from exporter.comparator import ServerRef
 from exporter.dnsmsg import Answer, Malformed, QueryWire, read_header, reduce
-from exporter.records import Question
+from exporter.records import Question, split_address
 
 log = logging.getLogger(__name__)
 
@@ -62,17 +62,6 @@ class _Protocol(asyncio.DatagramProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.prober.lost()
-
-
-def split_address(address: str, default_port: int = 53) -> tuple[str, int]:
-    """`host`, `host:port`, `[v6]:port` or a bare IPv6 address."""
-    if address.startswith("["):
-        host, _, rest = address[1:].partition("]")
-        return host, int(rest.lstrip(":") or default_port)
-    if address.count(":") == 1:
-        host, _, port = address.partition(":")
-        return host, int(port)
-    return address, default_port
 
 
 class Prober:

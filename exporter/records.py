@@ -5,8 +5,6 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 
-RTYPES = ("A", "AAAA", "SRV")
-
 
 @dataclass(frozen=True, slots=True, order=True)
 class Target:
@@ -48,6 +46,17 @@ def srv_value(port: int, target: str) -> str:
 def dashed_ip(address: str) -> str:
     """The label CoreDNS gives an endpoint without a hostname: its IP with dashes."""
     return address.replace(".", "-").replace(":", "-")
+
+
+def split_address(address: str, default_port: int = 53) -> tuple[str, int]:
+    """`host`, `host:port`, `[v6]`, `[v6]:port` or a bare IPv6 address."""
+    if address.startswith("["):
+        host, _, rest = address[1:].partition("]")
+        return host, int(rest.lstrip(":") or default_port)
+    if address.count(":") == 1:
+        host, _, port = address.partition(":")
+        return host, int(port)
+    return address, default_port
 
 
 def rtype_of(address: str) -> str:
