@@ -1,4 +1,4 @@
-"""CPU cost of the probe engine (`exporter.probe.Prober`) beside dnspython's own async IO.
+"""CPU cost of the probe engine (`exporter.io.probe.Prober`) beside dnspython's own async IO.
 
 The DNS server runs in another process pinned to CPU 1 and replays answers that the lab built
 once, patching only the ID, so the numbers are the client's: it runs on CPU 0 under uvloop.
@@ -40,11 +40,10 @@ import dns.message
 import dns.query
 import uvloop
 
-from exporter.comparator import ServerRef
-from exporter.dnsmsg import EDNS_PAYLOAD, Answer, QueryWire, read_header, reduce
-from exporter.lab import KubernetesBackend, LabCluster, LabDnsServer, LabPod
-from exporter.probe import Prober
-from exporter.records import Question
+from exporter.core.dnsmsg import EDNS_PAYLOAD, Answer, QueryWire, read_header, reduce
+from exporter.core.records import Question, ServerRef
+from exporter.io.lab import KubernetesBackend, LabCluster, LabDnsServer, LabPod
+from exporter.io.probe import Prober
 from tests.dnsref import reference_reduce
 
 CLIENT_CPU, SERVER_CPU = 0, 1

@@ -49,13 +49,18 @@ from aiohttp.client_proto import ResponseHandler
 from prometheus_client import CollectorRegistry
 
 from exporter.agent import Agent
-from exporter.comparator import ServerRef
-from exporter.events import ObjectEvent, SourceEvent, Synced
-from exporter.kubeconfig import ClusterAccess
-from exporter.metrics import Metrics
-from exporter.objects import HEADLESS_LABEL, SERVICE_NAME_LABEL, TRIGGER_ANNOTATION, parse_slice
+from exporter.core.events import Kind, ObjectEvent, SourceEvent, Synced
+from exporter.core.objects import (
+    HEADLESS_LABEL,
+    SERVICE_NAME_LABEL,
+    TRIGGER_ANNOTATION,
+    parse_slice,
+)
+from exporter.core.records import ServerRef
+from exporter.io.kubeconfig import ClusterAccess
+from exporter.io.metrics import Metrics
+from exporter.io.watch import KubeApi, KubeSource, resources
 from exporter.settings import Settings
-from exporter.watch import KubeApi, KubeSource, resources
 from tests.rig import (
     Etcd,
     KubeApiServer,
@@ -669,9 +674,9 @@ def synced_agent(settings: Settings, servers: Sequence[ServerRef], services: Seq
     """An agent after the initial sync of these objects, without IO."""
     agent = Agent(settings, servers, Metrics(CollectorRegistry()), discovery=None)
     for obj in services:
-        agent.ingest(ObjectEvent("Service", "ADDED", obj))
+        agent.ingest(ObjectEvent(Kind.SERVICE, "ADDED", obj))
     for obj in slices:
-        agent.ingest(ObjectEvent("EndpointSlice", "ADDED", obj))
+        agent.ingest(ObjectEvent(Kind.ENDPOINT_SLICE, "ADDED", obj))
     agent.ingest(Synced())
     return agent
 
@@ -683,7 +688,7 @@ def agent_step(agent: Agent) -> Step:
     """What Watcher._watch and Agent.ingest do with one watch line."""
     def step(line: bytes) -> None:
         event = json.loads(line)
-        agent.ingest(ObjectEvent("EndpointSlice", str(event["type"]), event["object"]))
+        agent.ingest(ObjectEvent(Kind.ENDPOINT_SLICE, str(event["type"]), event["object"]))
     return step
 
 
@@ -1147,7 +1152,7 @@ def print_report(report: Report, settings: Settings) -> None:
         reduced = by_name.get("reduced slices alone (parse_slice)", 0)
         if dicts and reduced:
             print(f"\nparsed slice dict / reduced slice state: {dicts / reduced:.1f}x "
-                  "(the SPEC says about 15x)")
+                  "(the product brief expected about 15x)")
     if report.components:
         rows = [[name, f"{objects:,}", mb(size), f"{size / n:,.0f}"]
                 for name, size, objects in report.components]

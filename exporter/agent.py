@@ -1,4 +1,4 @@
-"""The agent pipeline, shared by `run` and `demo`: the IO edge around the pure core.
+"""The agent pipeline, shared by `run`, `demo` and `check --follow`: the IO edge around the core.
 
 source events -> truth -> comparator -> metrics, and scheduler -> probers -> comparator.
 Only this module and the adapters it drives read clocks or touch sockets.
@@ -8,26 +8,33 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
 import random
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Sequence
 
-from exporter.budget import Budget
-from exporter.comparator import Comparator, Observation, Outcome, ServerRef
-from exporter.dnsmsg import QueryWire
-from exporter.events import ObjectEvent, Relisted, SourceEvent, Synced
-from exporter.layers import Discovery
-from exporter.metrics import Metrics, Snapshot
-from exporter.objects import ObjectError, parse_service, parse_slice
-from exporter.probe import Prober, ProbeResult
-from exporter.records import Target
-from exporter.schedule import ProbeKey, Scheduler
-from exporter.selection import Selection
+from exporter.core.budget import Budget
+from exporter.core.comparator import Comparator, Observation, Outcome
+from exporter.core.dnsmsg import QueryWire
+from exporter.core.events import Kind, ObjectEvent, Relisted, SourceEvent, Synced
+from exporter.core.layers import Discovery
+from exporter.core.objects import (
+    ObjectError,
+    object_name,
+    parse_dns_service,
+    parse_dns_slice,
+    parse_service,
+    parse_slice,
+)
+from exporter.core.records import ServerRef, Target
+from exporter.core.schedule import ProbeKey, Scheduler
+from exporter.core.selection import Selection
+from exporter.core.truth import Truth, Update
+from exporter.io.metrics import Metrics, Snapshot
+from exporter.io.probe import Prober, ProbeResult
+from exporter.io.tasks import Background
 from exporter.settings import Settings
-from exporter.truth import Truth, Update
 
 log = logging.getLogger(__name__)
 
@@ -59,10 +66,12 @@ class Agent:
         self._kick = asyncio.Event()
         self.set_servers(tuple(servers) if discovery is None else discovery.servers())
         self.ready = False
+        self.synced = asyncio.Event()
+        """Set once the first full sync is in."""
         self.outcome_listeners: list[Callable[[Outcome], None]] = []
         self._ttl: dict[str, deque[tuple[float, int]]] = {}
         self._delays: deque[float] = deque(maxlen=256)
-        self._inflight: set[asyncio.Task[None]] = set()
+        self._tasks = Background()
 
     def ingest(self, event: SourceEvent) -> None:
         now = self.clock()
@@ -70,11 +79,8 @@ class Agent:
             if not self.comparator.synced:
                 self.comparator.mark_synced()
                 log.info("initial sync done: %d targets", len(self.truth.monitored))
-                # The synced state lives for good: keep it out of every later full collection,
-                # which would otherwise pause the loop for 100 ms or more at 10,000 slices.
-                gc.collect()
-                gc.freeze()
             self.ready = True
+            self.synced.set()
             return
         if isinstance(event, Relisted):
             self.metrics.watch_events.labels(event.kind, "RELIST").inc()
@@ -92,17 +98,17 @@ class Agent:
             self._absorb(update, now)
 
     def _apply(self, event: ObjectEvent | Relisted, now: float) -> list[Update]:
-        if event.kind.startswith("Dns"):
+        if event.kind.is_dns:
             self._discover(event)
             return []
         if isinstance(event, Relisted):
-            if event.kind == "Service":
+            if event.kind == Kind.SERVICE:
                 return self.truth.replace_services(map(parse_service, event.objects), now,
                                                    event.namespace)
             return self.truth.replace_slices(map(parse_slice, event.objects), now,
                                              event.namespace)
         deleted = event.type == "DELETED"
-        if event.kind == "Service":
+        if event.kind == Kind.SERVICE:
             service = parse_service(event.obj)
             if deleted:
                 return self.truth.delete_service(service.target, now)
@@ -120,14 +126,17 @@ class Agent:
             return
         objects = event.objects if isinstance(event, Relisted) else (event.obj,)
         gone = isinstance(event, ObjectEvent) and event.type == "DELETED"
-        if event.kind == "DnsService":
-            self.discovery.apply_service(None if gone or not objects else objects[0])
+        if event.kind == Kind.DNS_SERVICE:
+            self.discovery.apply_service(
+                None if gone or not objects else parse_dns_service(objects[0]))
+        elif gone:
+            self.discovery.delete_slice(object_name(objects[0], "EndpointSlice"))
         else:
+            states = [parse_dns_slice(obj) for obj in objects]
             if isinstance(event, Relisted):
                 self.discovery.slices.clear()
-            for obj in objects:
-                name = str((obj.get("metadata") or {}).get("name") or "")
-                self.discovery.apply_slice(name, None if gone else obj)
+            for state in states:
+                self.discovery.apply_slice(state)
         self.set_servers(self.discovery.servers())
 
     def set_servers(self, servers: tuple[ServerRef, ...]) -> None:
@@ -230,9 +239,7 @@ class Agent:
         while True:
             now = self.clock()
             for key in self.scheduler.due(now):
-                task = asyncio.create_task(self._probe(key))
-                self._inflight.add(task)
-                task.add_done_callback(self._inflight.discard)
+                self._tasks.spawn(self._probe(key))
             wait = max(0.0, self.scheduler.next_wake(now) - self.clock())
             self._kick.clear()
             with contextlib.suppress(TimeoutError):
@@ -247,22 +254,13 @@ class Agent:
 
     async def run(self, source: AsyncIterator[SourceEvent], stop: asyncio.Event) -> None:
         """Run until `stop` is set or the source fails; the source may also simply end."""
-        tasks = [asyncio.create_task(self._consume(source), name="consume"),
-                 asyncio.create_task(self._probe_loop(), name="probe"),
-                 asyncio.create_task(self._prune_loop(), name="prune")]
-        stopper = asyncio.create_task(stop.wait())
         try:
-            while not stop.is_set():
-                done, _ = await asyncio.wait([stopper, *tasks],
-                                             return_when=asyncio.FIRST_COMPLETED)
-                for task in done:
-                    if task is not stopper and task.exception() is not None:
-                        raise task.exception()  # type: ignore[misc]
-                tasks = [t for t in tasks if t not in done]
+            async with self._tasks as tasks:
+                tasks.start(self._consume(source), "consume")
+                tasks.start(self._probe_loop(), "probe")
+                tasks.start(self._prune_loop(), "prune")
+                await tasks.wait(stop)
         finally:
             self.ready = False
-            for task in [stopper, *tasks, *self._inflight]:
-                task.cancel()
-            await asyncio.gather(stopper, *tasks, *self._inflight, return_exceptions=True)
             for prober in self.probers.values():
                 prober.close()

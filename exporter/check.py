@@ -3,8 +3,11 @@
 It gathers the Service, its EndpointSlices, its pods, the cluster DNS configuration and what
 every DNS layer answers, then lets `diagnosis` judge. The expected answers come from the same
 truth model as the agent, the probes from the same probers, and stale or missing records from
-the same comparator. With `--watch` it runs the agent itself, restricted to the namespace, in
+the same comparator. With `--follow` it runs the agent itself, restricted to the namespace, in
 fast mode, and reports every window that opens or closes for the Service.
+
+Every way the API server can fail it (unreachable, 401, 403 on something it must read) ends in
+one line naming what failed and what to do, raised as CheckError where the request is made.
 """
 
 from __future__ import annotations
@@ -13,51 +16,75 @@ import asyncio
 import json
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, TextIO, TypeVar
 
 import aiohttp
 from prometheus_client import CollectorRegistry
 
 from exporter import __version__
 from exporter.agent import Agent
-from exporter.budget import Budget
-from exporter.comparator import Comparator, Observation, OpenWindow, Outcome, ServerRef
-from exporter.corefile import CorefileError, CorefileSettings, bounds, settings_of
-from exporter.diagnosis import (
+from exporter.core.budget import Budget
+from exporter.core.comparator import Comparator, Observation, OpenWindow, Outcome
+from exporter.core.corefile import CorefileError, CorefileSettings, bounds, settings_of
+from exporter.core.diagnosis import (
     FAIL,
     ServerResult,
     Verdict,
     cluster_dns_checks,
     dns_checks,
     endpoint_checks,
+    follow_checks,
     overall,
     pod_checks,
     resolver_checks,
     service_checks,
 )
-from exporter.dnsmsg import QueryWire
-from exporter.kubeconfig import discover
-from exporter.layers import Discovery
-from exporter.metrics import Metrics
-from exporter.objects import ServiceState, parse_service, parse_slice
-from exporter.probe import Prober, ProbeResult
-from exporter.records import Target, service_domain
-from exporter.resolvconf import ResolvConf
-from exporter.resolvconf import parse as parse_resolv_conf
-from exporter.run import node_local_answers, static_layers
+from exporter.core.dnsmsg import QueryWire
+from exporter.core.layers import Discovery
+from exporter.core.objects import (
+    SERVICE_NAME_LABEL,
+    ObjectError,
+    PodState,
+    configmap_value,
+    parse_dns_service,
+    parse_dns_slice,
+    parse_list,
+    parse_pod,
+    parse_service,
+    parse_slice,
+)
+from exporter.core.records import ServerRef, Target, service_domain, with_port
+from exporter.core.resolvconf import ResolvConf
+from exporter.core.resolvconf import parse as parse_resolv_conf
+from exporter.core.truth import Stamp, Update, expected_answers
+from exporter.io.kubeconfig import discover
+from exporter.io.metrics import Metrics
+from exporter.io.node import node_local_answers, static_layers
+from exporter.io.probe import Prober, ProbeResult
+from exporter.io.tasks import Background
+from exporter.io.watch import ApiError, KubeApi, KubeSource, resources
 from exporter.settings import Settings
-from exporter.truth import Stamp, Update, expected_answers
-from exporter.watch import ApiError, KubeApi, KubeSource, resources
 
 SCHEMA = "dns-staleness-exporter/check/v1"
 ALL_REPLICAS = 1_000_000
+EXIT_NO_VERDICT = 2
+"""check could not diagnose (API server unreachable, credentials rejected, RBAC)."""
+T = TypeVar("T")
 
 
 class CheckUsageError(ValueError):
-    pass
+    """A bad command line: exit code 2."""
+
+
+class CheckError(Exception):
+    """check cannot reach a verdict; the message is the one line to print."""
+
+
+class Denied(Exception):
+    """403 on a read that check can do without (pods, ConfigMaps, the DNS Service)."""
 
 
 def parse_target(text: str) -> Target:
@@ -68,15 +95,41 @@ def parse_target(text: str) -> Target:
 
 
 async def _get(api: KubeApi, path: str, params: Mapping[str, str] | None = None) -> Any:
-    """The object, or None on 404; 403 becomes PermissionError naming the path."""
+    """The object, or None on 404; 403 raises Denied, and every other failure CheckError."""
+    server = api.access.server
     try:
         return await api.get(path, params or {})
     except ApiError as exc:
         if exc.status == 404:
             return None
         if exc.status == 403:
-            raise PermissionError(path) from None
-        raise
+            raise Denied(f"RBAC denies get {path} ({exc.message})") from None
+        if exc.status == 401:
+            raise CheckError(f"the API server at {server} rejected the credentials from "
+                             f"{api.access.source} (401 {exc.reason}); get a fresh token or "
+                             "certificate, or pass another --kubeconfig") from None
+        raise CheckError(f"the API server at {server} answered {exc} for {path}") from None
+    except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+        detail = str(exc) or type(exc).__name__
+        raise CheckError(f"cannot reach the API server at {server} ({detail}); check "
+                         "--kubeconfig and the network") from None
+
+
+async def _require(api: KubeApi, path: str, params: Mapping[str, str] | None = None) -> Any:
+    """Like _get, for what check cannot do without: a 403 ends it, naming the grant."""
+    try:
+        return await _get(api, path, params)
+    except Denied as exc:
+        raise CheckError(f"{exc}; check needs get and list on services and "
+                         "discovery.k8s.io/endpointslices in the Service's namespace") from None
+
+
+def _read(parse: Callable[[Any], T], obj: Any) -> T:
+    """An API object check cannot do without, read or ended with one line."""
+    try:
+        return parse(obj)
+    except ObjectError as exc:
+        raise CheckError(f"unreadable API object: {exc}") from None
 
 
 @dataclass
@@ -119,31 +172,34 @@ async def _corefiles(api: KubeApi, settings: Settings) -> tuple[
     try:
         coredns = await _get(api, f"{base}/coredns")
         nodelocal = await _get(api, f"{base}/node-local-dns")
-    except PermissionError:
+    except Denied:
         return None, None, "forbidden"
     if coredns is None:
         return None, None, "no configmap coredns"
     try:
-        cluster = settings_of((coredns.get("data") or {}).get("Corefile", ""), settings.zone)
-        local = settings_of((nodelocal.get("data") or {}).get("Corefile", ""), settings.zone) \
+        cluster = settings_of(configmap_value(coredns, "Corefile"), settings.zone)
+        local = settings_of(configmap_value(nodelocal, "Corefile"), settings.zone) \
             if nodelocal else None
-    except CorefileError as exc:
+    except (CorefileError, ObjectError) as exc:
         return None, None, f"unreadable Corefile: {exc}"
     return cluster, local, None
 
 
 async def _discover(api: KubeApi, settings: Settings) -> Discovery:
     discovery = Discovery(node="check", replicas_per_node=ALL_REPLICAS,
-                          enabled=frozenset(settings.layers), static=static_layers(settings))
+                          enabled=frozenset(settings.layers),
+                          static=static_layers(settings.static_servers, settings.layers,
+                                               settings.resolv_conf))
     ns, name = settings.kube_dns_namespace, settings.kube_dns_service
     try:
-        discovery.apply_service(await _get(api, f"/api/v1/namespaces/{ns}/services/{name}"))
+        service = await _get(api, f"/api/v1/namespaces/{ns}/services/{name}")
+        discovery.apply_service(parse_dns_service(service) if service else None)
         slices = await _get(api, f"/apis/discovery.k8s.io/v1/namespaces/{ns}/endpointslices",
-                            {"labelSelector": f"kubernetes.io/service-name={name}"})
-        for one in (slices or {}).get("items") or []:
-            discovery.apply_slice(str(one["metadata"]["name"]), one)
-    except PermissionError:
-        pass
+                            {"labelSelector": f"{SERVICE_NAME_LABEL}={name}"})
+        for one in parse_list(slices).items if slices else ():
+            discovery.apply_slice(parse_dns_slice(one))
+    except (Denied, ObjectError):
+        pass  # no kube-dns or coredns layer: the other layers are still checked
     return discovery
 
 
@@ -188,8 +244,8 @@ async def _probe_all(settings: Settings, servers: Sequence[ServerRef],
     return results, list(comparator.open_detail(time.monotonic())), detail
 
 
-async def _watch(settings: Settings, api: KubeApi, discovery: Discovery, target: Target,
-                 duration: float, out: TextIO, live: bool) -> list[dict[str, Any]]:
+async def _follow(settings: Settings, api: KubeApi, discovery: Discovery, target: Target,
+                  duration: float, out: TextIO, live: bool) -> list[dict[str, Any]]:
     """Run the agent, restricted to the namespace, and report the target's windows."""
     local = replace(settings, namespaces=(target.namespace,), watch_start_jitter=0.0)
     agent = Agent(local, (), Metrics(CollectorRegistry()), discovery=discovery)
@@ -216,20 +272,17 @@ async def _watch(settings: Settings, api: KubeApi, discovery: Discovery, target:
     stop = asyncio.Event()
     source = KubeSource(api, resources(local.namespaces, local.kube_dns_namespace,
                                        local.kube_dns_service), on_restart=lambda _: None)
-    task = asyncio.create_task(agent.run(source.events(), stop))
     opened: set[tuple[str, ServerRef, str, str]] = set()
-    try:
-        while time.monotonic() - started < duration and not task.done():
+    async with Background() as tasks:
+        tasks.start(agent.run(source.events(), stop), "agent")
+        while time.monotonic() - started < duration:
             for w in agent.comparator.open_detail(time.monotonic()):
                 key = (w.kind, w.server, str(w.question), w.value)
                 if w.target == target and w.attributed and key not in opened:
                     opened.add(key)
                     note("opened", w.kind, w.server, w.question.name, w.question.rtype,
                          w.value, w.age)
-            await asyncio.sleep(0.1)
-    finally:
-        stop.set()
-        await task
+            await tasks.wait(stop, 0.1)
     return seen
 
 
@@ -242,30 +295,30 @@ async def diagnose(settings: Settings, target: Target, out: TextIO = sys.stdout,
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
         api = KubeApi(access, session)
         ns, svc = target.namespace, target.service
-        raw_service = await _get(api, f"/api/v1/namespaces/{ns}/services/{svc}")
-        service: ServiceState | None = parse_service(raw_service) if raw_service else None
-        cluster_ip = (raw_service or {}).get("spec", {}).get("clusterIP")
-        verdicts += service_checks(target, service, cluster_ip)
+        raw_service = await _require(api, f"/api/v1/namespaces/{ns}/services/{svc}")
+        service = _read(parse_service, raw_service) if raw_service else None
+        verdicts += service_checks(target, service)
         if service is None or not service.headless:
             return Report(target, verdicts, [], {}, [], time.monotonic() - started)
-        listed = await _get(api, f"/apis/discovery.k8s.io/v1/namespaces/{ns}/endpointslices",
-                            {"labelSelector": f"kubernetes.io/service-name={svc}"})
-        raw_slices = (listed or {}).get("items") or []
-        slices = [parse_slice(s) for s in raw_slices]
-        verdicts += endpoint_checks(service, slices, raw_slices)
-        selector = ((raw_service or {}).get("spec") or {}).get("selector") or {}
-        pods: list[dict[str, Any]] | None = []
-        if selector:
+        listed = await _require(api, f"/apis/discovery.k8s.io/v1/namespaces/{ns}/endpointslices",
+                                {"labelSelector": f"{SERVICE_NAME_LABEL}={svc}"})
+        slices = [_read(parse_slice, s) for s in _read(parse_list, listed).items] if listed else []
+        verdicts += endpoint_checks(service, slices)
+        pods: list[PodState] | None = []
+        if service.selector:
             try:
                 found = await _get(api, f"/api/v1/namespaces/{ns}/pods", {
-                    "labelSelector": ",".join(f"{k}={v}" for k, v in sorted(selector.items()))})
-                pods = (found or {}).get("items") or []
-            except PermissionError:
+                    "labelSelector": ",".join(f"{k}={v}" for k, v in service.selector)})
+                pods = [_read(parse_pod, p) for p in _read(parse_list, found).items] \
+                    if found else []
+            except Denied:
                 pods = None
         verdicts += pod_checks(service, pods, slices)
         discovery = await _discover(api, settings)
-        if "node-local" in settings.layers:
-            discovery.node_local = await node_local_answers(settings)
+        address = with_port(settings.node_local_address)
+        if "node-local" in settings.layers and await node_local_answers(
+                address, settings.zone, settings.probe_timeout):
+            discovery.node_local = address
         servers = list(discovery.servers())
         answers = expected_answers(service, slices, settings.zone)
         results, open_windows, detail = await _probe_all(settings, servers, answers, target)
@@ -277,15 +330,10 @@ async def diagnose(settings: Settings, target: Target, out: TextIO = sys.stdout,
         layer_bounds = bounds(cluster, nodelocal) if cluster else {}
         verdicts += cluster_dns_checks(cluster, nodelocal, layer_bounds,
                                        settings.max_staleness or None, problem)
-        if settings.watch:
-            windows = await _watch(settings, api, discovery, target, settings.watch, out, live)
-            for w in windows:
-                bound = layer_bounds.get(w["layer"])
-                limit = bound.stale if bound else None
-                if w["event"] == "closed" and limit is not None and w["seconds"] > limit + 1:
-                    verdicts.append(Verdict("watch", FAIL, f"{w['layer']} {w['kind']} window "
-                                            f"of {w['seconds']:.2f} s on {w['name']} "
-                                            f"{w['value']}, over its bound of {limit:g} s"))
+        if settings.follow:
+            windows = await _follow(settings, api, discovery, target, settings.follow, out,
+                                    live)
+            verdicts += follow_checks(windows, layer_bounds)
     return Report(target, verdicts, detail,
                   {k: {"stale": b.stale, "negative": b.negative} for k, b in
                    layer_bounds.items()}, windows, time.monotonic() - started)
@@ -306,7 +354,10 @@ async def run_check(settings: Settings, target_text: str, out: TextIO = sys.stdo
     live = settings.output == "table"
     try:
         report = await asyncio.wait_for(diagnose(settings, target, out, live),
-                                        settings.deadline + settings.watch)
+                                        settings.deadline + settings.follow)
+    except CheckError as exc:
+        print(f"check {target}: {exc}", file=sys.stderr)
+        return EXIT_NO_VERDICT
     except TimeoutError:
         print(f"check {target}: no verdict within the {settings.deadline:g} s deadline",
               file=out)

@@ -20,7 +20,7 @@ from exporter.settings import (
     default_for,
     env_of,
     field_docs,
-    flag_of,
+    flags_of,
     load,
     settings_for,
 )
@@ -44,9 +44,10 @@ def _add_settings(parser: argparse.ArgumentParser, command: str) -> None:
     for name in settings_for(command):
         default = default_for(name, command)
         shown = ",".join(default) if isinstance(default, tuple) else default
-        parser.add_argument(
-            flag_of(name), dest=name, metavar=name.split("_")[-1].upper(),
-            help=f"{docs.get(name, '')} [default: {shown!r}; env {env_of(name)}]")
+        # argparse formats help with %: a literal one must be doubled.
+        text = f"{docs[name]} [default: {shown!r}; env {env_of(name)}]".replace("%", "%%")
+        parser.add_argument(*flags_of(name), dest=name, metavar=name.split("_")[-1].upper(),
+                            help=text)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -69,7 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
 async def _serve(command: str, settings: Settings, target: str) -> int:
     from exporter.check import CheckUsageError, run_check
     from exporter.demo import run_demo
-    from exporter.kubeconfig import KubeconfigError
+    from exporter.io.kubeconfig import KubeconfigError
+    from exporter.io.server import ListenError
     from exporter.run import run_agent
 
     stop = asyncio.Event()
@@ -89,9 +91,8 @@ async def _serve(command: str, settings: Settings, target: str) -> int:
     except KubeconfigError as exc:
         print(f"{PROG}: error: kubeconfig: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except OSError as exc:
-        print(f"{PROG}: error: listen ({settings.listen}): {exc.strerror or exc}; "
-              f"pass another --listen, e.g. 127.0.0.1:0 for a free port", file=sys.stderr)
+    except ListenError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     return 0
 

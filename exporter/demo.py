@@ -12,7 +12,6 @@ the lab's caches imply.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import sys
 import time
 from collections.abc import AsyncIterator, Callable
@@ -22,12 +21,20 @@ from typing import Any, TextIO
 from prometheus_client import CollectorRegistry
 
 from exporter.agent import Agent
-from exporter.comparator import PROPAGATION, STALE, Outcome, ServerRef, Window
-from exporter.events import ObjectEvent, SourceEvent, Synced
-from exporter.lab import CacheBackend, KubernetesBackend, LabCluster, LabDnsServer, LabPod
-from exporter.metrics import Metrics
-from exporter.records import Question
-from exporter.server import HttpServer
+from exporter.core.comparator import PROPAGATION, STALE, Outcome, Window
+from exporter.core.events import Kind, ObjectEvent, SourceEvent, Synced
+from exporter.core.records import (
+    Question,
+    ServerRef,
+    Target,
+    join_address,
+    service_domain,
+    split_address,
+)
+from exporter.io.lab import CacheBackend, KubernetesBackend, LabCluster, LabDnsServer, LabPod
+from exporter.io.metrics import Metrics
+from exporter.io.server import HttpServer, ListenError
+from exporter.io.tasks import Background
 from exporter.settings import Settings
 
 NAMESPACE = "demo"
@@ -71,7 +78,9 @@ class Measured:
         return None if self.implied is None else self.window.seconds - self.implied
 
 
-class Lab:
+class Incident:
+    """The incident staged on the lab: its cluster, both caches, their servers and clients."""
+
     def __init__(self, zone: str) -> None:
         self.queue: asyncio.Queue[SourceEvent] = asyncio.Queue()
         self.cluster = LabCluster(zone, self._emit)
@@ -83,7 +92,7 @@ class Lab:
         self.caches["node-local"].upstream = self.caches["coredns"]
         self.servers = {layer: LabDnsServer(cache, zone) for layer, cache in self.caches.items()}
 
-    def _emit(self, kind: str, type_: str, obj: dict[str, Any]) -> None:
+    def _emit(self, kind: Kind, type_: str, obj: dict[str, Any]) -> None:
         self.queue.put_nowait(ObjectEvent(kind, type_, obj))
 
     async def events(self) -> AsyncIterator[SourceEvent]:
@@ -93,7 +102,13 @@ class Lab:
     async def start(self) -> list[ServerRef]:
         refs = []
         for index, (layer, server) in enumerate(self.servers.items()):
-            refs.append(ServerRef(layer, await server.start(f"127.0.10.{index + 1}")))
+            host = f"127.0.10.{index + 1}"
+            try:
+                refs.append(ServerRef(layer, await server.start(host)))
+            except OSError as exc:
+                raise ListenError(f"the demo's {layer} server cannot listen on {host}: "
+                                  f"{exc.strerror or exc}; the demo needs the loopback range "
+                                  "127.0.0.0/8") from None
         self.cluster.add_service(NAMESPACE, "web")
         for i in range(3):
             self.cluster.set_pod(NAMESPACE, "web",
@@ -166,8 +181,8 @@ def _seconds(value: float | None) -> str:
 class View:
     """The live terminal view; plain lines when the output is not a terminal."""
 
-    def __init__(self, out: TextIO, lab: Lab, agent: Agent, started: float) -> None:
-        self.out, self.lab, self.agent, self.started = out, lab, agent, started
+    def __init__(self, out: TextIO, incident: Incident, agent: Agent, started: float) -> None:
+        self.out, self.incident, self.agent, self.started = out, incident, agent, started
         self.live = out.isatty()
         self.timeline: list[str] = []
         self.closed: list[Measured] = []
@@ -189,7 +204,7 @@ class View:
         for window in outcome.windows:
             if window.reference != "watch":
                 continue
-            measured = Measured(window, self.lab.implied(window))
+            measured = Measured(window, self.incident.implied(window))
             self.closed.append(measured)
             self._line(
                 f"{self.stamp()} closed {window.kind:<11} {window.server.layer:<10} "
@@ -237,50 +252,47 @@ class View:
 async def run_demo(settings: Settings, out: TextIO = sys.stdout,
                    stop: asyncio.Event | None = None) -> list[Measured]:
     stop = stop or asyncio.Event()
-    lab = Lab(settings.zone)
+    incident = Incident(settings.zone)
     registry = CollectorRegistry()
     metrics = Metrics(registry)
-    servers = await lab.start()
+    servers = await incident.start()
     agent = Agent(settings, servers, metrics)
     http = HttpServer(registry, lambda: setattr(metrics, "snapshot", agent.snapshot()),
                       lambda: agent.ready)
-    await http.start(settings.listen)
+    try:
+        await http.start(settings.listen)
+    except ListenError:
+        incident.close()
+        raise
     started = time.monotonic()
-    view = View(out, lab, agent, started)
+    view = View(out, incident, agent, started)
     agent.outcome_listeners.append(view.on_outcome)
-    host = settings.listen.rpartition(":")[0]
+    host = split_address(settings.listen, None)[0] or "127.0.0.1"
     print(f"demo: lab DNS servers {', '.join(f'{s.layer}={s.address}' for s in servers)}; "
-          f"metrics at http://{host}:{http.port}/metrics; running {settings.duration:g}s "
-          f"at {settings.probe_budget_qps:g} qps", file=out, flush=True)
-    tasks = [asyncio.create_task(agent.run(lab.events(), stop)),
-             asyncio.create_task(lab.clients())]
+          f"metrics at http://{join_address(host, http.port)}/metrics; running "
+          f"{settings.duration:g}s at {settings.probe_budget_qps:g} qps", file=out, flush=True)
 
     async def script() -> None:
         for step in SCENARIO:
             await asyncio.sleep(max(0.0, started + step.at * settings.duration - time.monotonic()))
-            zone = settings.zone.strip(".")
-            await lab.fresh_fill(Question(f"{step.service}.{NAMESPACE}.svc.{zone}.", "A"))
-            step.apply(lab.cluster)
+            target = Target(NAMESPACE, step.service)
+            await incident.fresh_fill(Question(service_domain(target, settings.zone), "A"))
+            step.apply(incident.cluster)
             view.event(step.text)
 
-    tasks.append(asyncio.create_task(script()))
     deadline = started + settings.duration
     try:
-        while not stop.is_set() and time.monotonic() < deadline:
-            if view.live:
-                view.redraw(deadline - time.monotonic())
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(),
-                                       min(0.5, max(0.0, deadline - time.monotonic())))
-            for task in tasks:
-                if task.done() and task.exception() is not None:
-                    raise task.exception()  # type: ignore[misc]
+        async with Background() as tasks:
+            tasks.start(agent.run(incident.events(), stop), "agent")
+            tasks.start(incident.clients(), "clients")
+            tasks.start(script(), "script")
+            while not stop.is_set() and time.monotonic() < deadline:
+                if view.live:
+                    view.redraw(deadline - time.monotonic())
+                await tasks.wait(stop, min(0.5, max(0.0, deadline - time.monotonic())))
     finally:
         stop.set()
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
         await http.stop()
-        lab.close()
+        incident.close()
     print("\n" + view.summary(settings.fast_interval), file=out, flush=True)
     return view.closed

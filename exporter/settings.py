@@ -1,18 +1,16 @@
 """Every setting of the agent, in one typed definition.
 
-Each field's docstring is its help text: flags, `DNS_STALENESS_*` variables, the YAML file and
-docs/configuration.md are all derived from this class. Precedence, lowest first: the default,
-the `--config` file, the environment, the command-line flag. Values are validated at startup;
-a bad one raises SettingsError naming the setting, where it came from, and the fix.
+Each field carries a one-line `doc`, its help text: flags, `DNS_STALENESS_*` variables, the YAML
+file and docs/configuration.md are all derived from this class. The docs are data, not source
+docstrings, so that an install of byte-compiled files keeps its --help. Precedence, lowest
+first: the default, the `--config` file, the environment, the command-line flag. Values are
+validated at startup; a bad one raises SettingsError naming the setting, where it came from,
+and the fix.
 """
 
 from __future__ import annotations
 
-import ast
-import inspect
-import ipaddress
 import math
-import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -20,7 +18,8 @@ from typing import Any
 
 import yaml
 
-from exporter.selection import SelectorError, parse_label_selector
+from exporter.core.records import ip_value, split_address
+from exporter.core.selection import SelectorError, parse_label_selector
 
 ENV_PREFIX = "DNS_STALENESS_"
 LAYERS = ("node-local", "kube-dns", "coredns", "resolv-conf")
@@ -44,33 +43,23 @@ def _between(low: float, high: float) -> Check:
 
 
 def _host_port(value: str) -> str | None:
-    host, sep, port = value.rpartition(":")
-    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
-        return "must be HOST:PORT with a port from 0 to 65535, e.g. 0.0.0.0:9897"
-    if host.startswith("[") != host.endswith("]"):
-        return "must be HOST:PORT; write IPv6 hosts in brackets, e.g. [::]:9897"
-    return None
-
-
-def _ip(value: str) -> str | None:
     try:
-        ipaddress.ip_address(value)
-    except ValueError:
-        return "must be an IP address, e.g. 169.254.20.10"
+        split_address(value, None)
+    except ValueError as exc:
+        return f"must be HOST:PORT, e.g. 0.0.0.0:9897: {exc}"
     return None
 
 
 def _ip_port(value: str) -> str | None:
-    host = value
-    if value.startswith("["):
-        host, _, port = value[1:].partition("]")
-        if not port.startswith(":") or not port[1:].isdigit():
-            return "must be an IP or IP:PORT, e.g. 169.254.20.10 or [fd00::10]:53"
-    elif value.count(":") == 1:
-        host, _, port = value.partition(":")
-        if not port.isdigit() or not 0 < int(port) <= 65535:
-            return "must be an IP or IP:PORT, e.g. 169.254.20.10:53"
-    return _ip(host)
+    try:
+        host, port = split_address(value)
+    except ValueError as exc:
+        return f"must be an IP or IP:PORT, e.g. 169.254.20.10 or [fd00::10]:53: {exc}"
+    try:
+        ip_value(host)
+    except ValueError:
+        return f"must be an IP address or IP:PORT, e.g. 169.254.20.10; {host!r} is not an IP"
+    return None if port else "must be an IP or IP:PORT with a port from 1 to 65535"
 
 
 def _dns_label(value: str) -> str | None:
@@ -110,12 +99,14 @@ _level = _one_of("debug", "info", "warning", "error")
 
 
 def setting(default: Any, check: Check | None = None, commands: tuple[str, ...] = COMMANDS,
-            per_command: Mapping[str, Any] | None = None) -> Any:
-    """A field with its validation, the commands that read it, and any command's own default
-    (demo and check probe faster: demo talks to its own lab, check is a one-shot)."""
+            per_command: Mapping[str, Any] | None = None, *, doc: str,
+            aliases: tuple[str, ...] = ()) -> Any:
+    """A field with its one-line doc, its validation, the commands that read it, any command's
+    own default (demo and check probe faster: demo talks to its own lab, check is a one-shot),
+    and older flag names that still work."""
     return field(default=default,
-                 metadata={"check": check, "commands": commands,
-                           "defaults": dict(per_command or {})})
+                 metadata={"check": check, "commands": commands, "doc": doc,
+                           "defaults": dict(per_command or {}), "aliases": aliases})
 
 
 def default_for(name: str, command: str) -> Any:
@@ -125,67 +116,101 @@ def default_for(name: str, command: str) -> Any:
 
 @dataclass(frozen=True)
 class Settings:
-    listen: str = setting("0.0.0.0:9897", _host_port, ("run", "demo"), {"demo": "127.0.0.1:9897"})
-    """HOST:PORT of the HTTP server that serves /metrics, /healthz and /readyz."""
-    log_level: str = setting("info", _level)
-    """Log level: debug, info, warning or error."""
-    kubeconfig: str = setting("", None, ("run", "check"))
-    """Kubeconfig file; empty means in-cluster config, then $KUBECONFIG, then ~/.kube/config."""
-    zone: str = setting("cluster.local", _dns_label)
-    """The cluster domain that CoreDNS's kubernetes plugin serves."""
-    namespaces: tuple[str, ...] = setting((), None, ("run",))
-    """Namespaces to monitor, comma-separated; empty means all."""
-    label_selector: str = setting("", _selector, ("run",))
-    """Label selector on Services: only matching headless Services are monitored."""
-    opt_out_annotation: str = setting("dns-staleness-exporter.io/ignore", None, ("run",))
-    """A Service with this annotation set to "true" is not monitored."""
-    max_targets: int = setting(1000, _at_least(1, True), ("run",))
-    """Most headless Services monitored at once; the rest are counted and logged as dropped."""
-    probe_budget_qps: float = setting(20.0, _between(1, 10000), ("run", "demo", "check"),
-                                      {"demo": 500.0, "check": 200.0})
-    """Most DNS queries per second, over any one-second window, for all layers together."""
-    probe_burst: int = setting(4, _at_least(1, True))
-    """Most queries sent back to back; must not exceed probe_budget_qps."""
-    probe_timeout: float = setting(1.0, _between(0.01, 30))
-    """Seconds to wait for a DNS answer before counting a timeout."""
-    fast_interval: float = setting(0.1, _between(0.01, 10))
-    """Seconds between probes of a changed target's names, until every layer agrees."""
-    fast_cap: float = setting(300.0, _between(1, 86400))
-    """Seconds after which fast mode gives up on a layer that never converges."""
-    sweep_interval: float = setting(30.0, _between(1, 86400))
-    """Seconds for one steady-state round of every name on every server, budget permitting."""
-    history: float = setting(900.0, _between(10, 86400))
-    """Seconds a removed record stays attributable to its removal, and a removed name probed."""
-    layers: tuple[str, ...] = setting(LAYERS, _layers, ("run", "check"))
-    """Discovered layers to probe, comma-separated: node-local, kube-dns, coredns, resolv-conf."""
-    node_local_address: str = setting("169.254.20.10", _ip_port, ("run", "check"))
-    """The NodeLocal DNSCache address, IP or IP:PORT; the layer is used only if it answers."""
-    kube_dns_namespace: str = setting("kube-system", None, ("run", "check"))
-    """Namespace of the cluster DNS Service."""
-    kube_dns_service: str = setting("kube-dns", None, ("run", "check"))
-    """Name of the cluster DNS Service; its EndpointSlices list the CoreDNS replicas."""
-    resolv_conf: str = setting("/etc/resolv.conf", None, ("run", "check"))
-    """resolv.conf whose first nameserver is the resolv-conf layer."""
-    static_servers: tuple[str, ...] = setting((), _static, ("run", "check"))
-    """Extra servers, comma-separated NAME=IP[:PORT]; NAME is the layer, e.g. upstream=10.0.0.10."""
-    node_name: str = setting("", None, ("run",))
-    """This node's name (downward API); it shards the per-replica CoreDNS probes."""
-    coredns_replicas_per_node: int = setting(1, _at_least(1, True), ("run", "check"))
-    """CoreDNS replicas each node probes directly, chosen by rendezvous hashing of the node."""
-    watch_timeout: float = setting(300.0, _between(10, 3600), ("run",))
-    """Seconds a watch request lasts before it is renewed (jittered by 20 %)."""
-    watch_start_jitter: float = setting(5.0, _between(0, 600), ("run",))
-    """Up to this many seconds of random delay before the first list, to spread a rollout."""
-    duration: float = setting(90.0, _between(1, 86400), ("demo",))
-    """Seconds the demo runs before it prints its summary."""
-    output: str = setting("table", _one_of("table", "json"), ("check",))
-    """check's output: table (for people) or json (docs/check-output.schema.json)."""
-    watch: float = setting(0.0, _between(0, 86400), ("check",))
-    """Seconds check keeps probing in fast mode, reporting every window that opens or closes."""
-    max_staleness: float = setting(0.0, _between(0, 86400), ("check",))
-    """check fails when a layer's configured staleness bound exceeds this; 0 means no limit."""
-    deadline: float = setting(30.0, _between(1, 3600), ("check",))
-    """Seconds check may take before --watch time; it never hangs past this."""
+    listen: str = setting(
+        "0.0.0.0:9897", _host_port, ("run", "demo"), {"demo": "127.0.0.1:9897"},
+        doc="HOST:PORT of the HTTP server that serves /metrics, /healthz and /readyz.")
+    log_level: str = setting(
+        "info", _level,
+        doc="Log level: debug, info, warning or error.")
+    kubeconfig: str = setting(
+        "", None, ("run", "check"),
+        doc=("Kubeconfig file; empty means in-cluster config, then $KUBECONFIG, then "
+             "~/.kube/config."))
+    zone: str = setting(
+        "cluster.local", _dns_label,
+        doc="The cluster domain that CoreDNS's kubernetes plugin serves.")
+    namespaces: tuple[str, ...] = setting(
+        (), None, ("run",),
+        doc="Namespaces to monitor, comma-separated; empty means all.")
+    label_selector: str = setting(
+        "", _selector, ("run",),
+        doc="Label selector on Services: only matching headless Services are monitored.")
+    opt_out_annotation: str = setting(
+        "dns-staleness-exporter.io/ignore", None, ("run",),
+        doc='A Service with this annotation set to "true" is not monitored.')
+    max_targets: int = setting(
+        1000, _at_least(1, True), ("run",),
+        doc="Most headless Services monitored at once; the rest are counted and logged as dropped.")
+    probe_budget_qps: float = setting(
+        20.0, _between(1, 10000), ("run", "demo", "check"), {"demo": 500.0, "check": 200.0},
+        doc="Most DNS queries per second, over any one-second window, for all layers together.")
+    probe_burst: int = setting(
+        4, _at_least(1, True),
+        doc="Most queries sent back to back; must not exceed probe_budget_qps.")
+    probe_timeout: float = setting(
+        1.0, _between(0.01, 30),
+        doc="Seconds to wait for a DNS answer before counting a timeout.")
+    fast_interval: float = setting(
+        0.1, _between(0.01, 10),
+        doc="Seconds between probes of a changed target's names, until every layer agrees.")
+    fast_cap: float = setting(
+        300.0, _between(1, 86400),
+        doc="Seconds after which fast mode gives up on a layer that never converges.")
+    sweep_interval: float = setting(
+        30.0, _between(1, 86400),
+        doc="Seconds for one steady-state round of every name on every server, budget permitting.")
+    history: float = setting(
+        900.0, _between(10, 86400),
+        doc=("Seconds a removed record stays attributable to its removal, and a removed name "
+             "probed."))
+    layers: tuple[str, ...] = setting(
+        LAYERS, _layers, ("run", "check"),
+        doc=("Discovered layers to probe, comma-separated: node-local, kube-dns, coredns, "
+             "resolv-conf."))
+    node_local_address: str = setting(
+        "169.254.20.10", _ip_port, ("run", "check"),
+        doc="The NodeLocal DNSCache address, IP or IP:PORT; the layer is used only if it answers.")
+    kube_dns_namespace: str = setting(
+        "kube-system", None, ("run", "check"),
+        doc="Namespace of the cluster DNS Service.")
+    kube_dns_service: str = setting(
+        "kube-dns", None, ("run", "check"),
+        doc="Name of the cluster DNS Service; its EndpointSlices list the CoreDNS replicas.")
+    resolv_conf: str = setting(
+        "/etc/resolv.conf", None, ("run", "check"),
+        doc="resolv.conf whose first nameserver is the resolv-conf layer.")
+    static_servers: tuple[str, ...] = setting(
+        (), _static, ("run", "check"),
+        doc=("Extra servers, comma-separated NAME=IP[:PORT]; NAME is the layer, "
+             "e.g. upstream=10.0.0.10."))
+    node_name: str = setting(
+        "", None, ("run",),
+        doc="This node's name (downward API); it shards the per-replica CoreDNS probes.")
+    coredns_replicas_per_node: int = setting(
+        1, _at_least(1, True), ("run", "check"),
+        doc="CoreDNS replicas each node probes directly, chosen by rendezvous hashing of the node.")
+    watch_timeout: float = setting(
+        300.0, _between(10, 3600), ("run",),
+        doc="Seconds a watch request lasts before it is renewed (jittered by 20 %).")
+    watch_start_jitter: float = setting(
+        5.0, _between(0, 600), ("run",),
+        doc="Up to this many seconds of random delay before the first list, to spread a rollout.")
+    duration: float = setting(
+        90.0, _between(1, 86400), ("demo",),
+        doc="Seconds the demo runs before it prints its summary.")
+    output: str = setting(
+        "table", _one_of("table", "json"), ("check",),
+        doc="check's output: table (for people) or json (docs/check-output.schema.json).")
+    follow: float = setting(
+        0.0, _between(0, 86400), ("check",), aliases=("watch",),
+        doc=("Seconds check keeps probing in fast mode, reporting every window that opens or "
+             "closes."))
+    max_staleness: float = setting(
+        0.0, _between(0, 86400), ("check",),
+        doc="check fails when a layer's configured staleness bound exceeds this; 0 means no limit.")
+    deadline: float = setting(
+        30.0, _between(1, 3600), ("check",),
+        doc="Seconds check may take before --follow time; it never hangs past this.")
 
     def validate(self, sources: Mapping[str, str]) -> Settings:
         for f in fields(self):
@@ -200,21 +225,18 @@ class Settings:
 
 
 def field_docs() -> dict[str, str]:
-    """The docstring under each field of Settings, read from this module's source."""
-    tree = ast.parse(inspect.getsource(sys.modules[__name__]))
-    cls = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "Settings")
-    docs, last = {}, None
-    for node in cls.body:
-        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
-            last = node.target.id
-        elif last and isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant):
-            docs[last] = str(node.value.value)
-            last = None
-    return docs
+    """The one-line doc of every setting."""
+    return {f.name: f.metadata["doc"] for f in fields(Settings)}
 
 
 def flag_of(name: str) -> str:
     return "--" + name.replace("_", "-")
+
+
+def flags_of(name: str) -> list[str]:
+    """The flag, then the older spellings that still work."""
+    aliases = Settings.__dataclass_fields__[name].metadata["aliases"]
+    return [flag_of(name), *(flag_of(alias) for alias in aliases)]
 
 
 def env_of(name: str) -> str:
@@ -225,7 +247,7 @@ def settings_for(command: str) -> list[str]:
     return [f.name for f in fields(Settings) if command in f.metadata["commands"]]
 
 
-def _convert(name: str, raw: Any, kind: Any) -> Any:
+def _convert(raw: Any, kind: Any) -> Any:
     if kind == "tuple[str, ...]":
         if isinstance(raw, list | tuple):
             items = [str(v) for v in raw]
@@ -280,18 +302,18 @@ def load(command: str, flags: Mapping[str, Any], env: Mapping[str, str],
     for f in fields(Settings):
         if command in f.metadata["defaults"]:
             values[f.name] = f.metadata["defaults"][command]
-    layers: list[tuple[Mapping[str, Any], Callable[[str], str]]] = []
+    origins: list[tuple[Mapping[str, Any], Callable[[str], str]]] = []
     if config_path:
-        layers.append((_read_file(config_path), lambda n: f"{config_path}: {n}"))
-    layers.append(({n: env[env_of(n)] for n in kinds if env_of(n) in env}, env_of))
-    layers.append(({n: v for n, v in flags.items() if v is not None}, flag_of))
-    for raw_values, describe in layers:
+        origins.append((_read_file(config_path), lambda n: f"{config_path}: {n}"))
+    origins.append(({n: env[env_of(n)] for n in kinds if env_of(n) in env}, env_of))
+    origins.append(({n: v for n, v in flags.items() if v is not None}, flag_of))
+    for raw_values, describe in origins:
         for name, raw in raw_values.items():
             if name not in kinds:
                 known = ", ".join(sorted(kinds))
                 raise SettingsError(name, describe(name), f"unknown setting; known: {known}")
             try:
-                values[name] = _convert(name, raw, kinds[name])
+                values[name] = _convert(raw, kinds[name])
             except ValueError as exc:
                 raise SettingsError(name, describe(name), str(exc)) from None
             sources[name] = describe(name)
@@ -307,6 +329,7 @@ def reference_table() -> str:
         default = ",".join(f.default) if isinstance(f.default, tuple) else f.default
         for command, value in f.metadata["defaults"].items():
             default = f"{default} ({command}: {value})"
-        rows.append(f"| `{f.name}` | `{flag_of(f.name)}` | `{env_of(f.name)}` | `{default}` | "
+        flags = ", ".join(f"`{flag}`" for flag in flags_of(f.name))
+        rows.append(f"| `{f.name}` | {flags} | `{env_of(f.name)}` | `{default}` | "
                     f"{', '.join(f.metadata['commands'])} | {docs[f.name]} |")
     return "\n".join(rows)

@@ -1,6 +1,6 @@
 """The reference reduction of a DNS answer, done with dnspython's full parser.
 
-The property tests check exporter.dnsmsg's wire reader against it, and bench/probe_engine.py
+The property tests check exporter.core.dnsmsg's wire reader against it, and bench/probe_engine.py
 uses it for the dnspython peer, so both sides of that comparison do the same work."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import dns.name
 import dns.rcode
 import dns.rdatatype
 
-from exporter.dnsmsg import Answer
-from exporter.records import Question, ip_value, srv_value
+from exporter.core.dnsmsg import Answer
+from exporter.core.records import Question, ip_value, srv_value
 
 
 def reference_reduce(message: dns.message.Message, question: Question) -> Answer:

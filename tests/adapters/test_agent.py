@@ -18,11 +18,11 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.agent import Agent
-from exporter.comparator import ServerRef
-from exporter.events import ObjectEvent, SourceEvent, Synced
-from exporter.lab import KubernetesBackend, LabCluster, LabDnsServer, LabPod
-from exporter.metrics import Metrics
-from exporter.server import HttpServer
+from exporter.core.events import ObjectEvent, SourceEvent, Synced
+from exporter.core.records import ServerRef
+from exporter.io.lab import KubernetesBackend, LabCluster, LabDnsServer, LabPod
+from exporter.io.metrics import Metrics
+from exporter.io.server import HttpServer
 from exporter.settings import load
 
 ZONE = "cluster.local"

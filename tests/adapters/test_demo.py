@@ -9,7 +9,7 @@ import socket
 
 import aiohttp
 
-from exporter.comparator import PROPAGATION, STALE
+from exporter.core.comparator import PROPAGATION, STALE
 from exporter.demo import run_demo
 from exporter.settings import load
 

@@ -7,11 +7,10 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from exporter.comparator import ServerRef
-from exporter.dnsmsg import QueryWire
-from exporter.lab import KubernetesBackend, LabCluster, LabDnsServer, LabPod, closed_port
-from exporter.probe import Prober
-from exporter.records import Question
+from exporter.core.dnsmsg import QueryWire
+from exporter.core.records import Question, ServerRef
+from exporter.io.lab import KubernetesBackend, LabCluster, LabDnsServer, LabPod, closed_port
+from exporter.io.probe import Prober
 
 ZONE = "cluster.local"
 SVC = Question("web.lab.svc.cluster.local.", "A")

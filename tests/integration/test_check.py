@@ -233,7 +233,7 @@ def test_watch_reports_windows_and_a_100_pod_service_is_fast(env: Env) -> None:
     assert len(report["servers"][0]["names"]) == 102  # A, SRV and 100 per-pod names
     proc = subprocess.Popen(
         [sys.executable, "-m", "exporter", "check", f"{NS}/big", "--output", "json",
-         "--kubeconfig", str(env.kubeconfig), "--layers", "node-local", "--watch", "18",
+         "--kubeconfig", str(env.kubeconfig), "--layers", "node-local", "--follow", "18",
          # Every name is probed on both layers before the deletion, so each layer's stale
          # answer is seen from its start (the default 30 s sweep might not reach it first).
          "--sweep-interval", "2",
@@ -253,3 +253,25 @@ def test_watch_reports_windows_and_a_100_pod_service_is_fast(env: Env) -> None:
     jsonschema.validate(report, SCHEMA)
     closed = {(w["layer"], w["kind"]) for w in report["windows"] if w["event"] == "closed"}
     assert {("coredns", "stale"), ("node-local", "stale")} <= closed, report["windows"]
+
+
+@pytest.mark.parametrize("case", ["credentials rejected", "no RBAC grant"])
+def test_api_failures_end_in_one_line(env: Env, apiserver: KubeApiServer, tmp_path: Path,
+                                      case: str) -> None:
+    if case == "credentials rejected":
+        token, user = "not-a-token", "nobody"
+        expected = (f"check {NS}/web: the API server at {apiserver.url} rejected the "
+                    "credentials from ")
+    else:
+        user = "no-grants"
+        env.kube.create_service_account(NS, user)
+        token = env.kube.request_token(NS, user)
+        expected = (f"check {NS}/web: RBAC denies get /api/v1/namespaces/{NS}/services/web (")
+    kubeconfig = apiserver.write_kubeconfig(tmp_path / "kubeconfig", token=token, user=user)
+    proc = subprocess.run(
+        [sys.executable, "-m", "exporter", "check", f"{NS}/web", "--kubeconfig",
+         str(kubeconfig), "--layers", "node-local"],
+        capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.startswith(expected) and proc.stderr.count("\n") == 1, proc.stderr
+    assert "listen" not in proc.stderr and not proc.stdout

@@ -35,9 +35,9 @@ import dns.rdatatype
 import pytest
 import yaml
 
-from exporter.events import ObjectEvent, Relisted, SourceEvent
-from exporter.kubeconfig import from_kubeconfig
-from exporter.watch import KubeApi, Resource, Watcher
+from exporter.core.events import Kind, ObjectEvent, Relisted, SourceEvent
+from exporter.io.kubeconfig import from_kubeconfig
+from exporter.io.watch import KubeApi, Resource, Watcher
 from tests.integration.agent import AgentProcess, AgentWindow, Samples, samples, total
 from tests.rig import (
     ClusterDNSFactory,
@@ -425,7 +425,8 @@ async def test_watcher_from_a_compacted_version_gets_410_and_relists(
         raise AssertionError(f"{what}: {restarts} {found}")
 
     async with aiohttp.ClientSession() as session:
-        watcher = Watcher(KubeApi(access, session), Resource("Service", "", "services", namespace),
+        watcher = Watcher(KubeApi(access, session),
+                          Resource(Kind.SERVICE, "", "services", namespace),
                           found.append, restarts.append, watch_timeout=1)
         watcher.listed.set()
         watcher.resource_version = str(compacted - 2)  # etcd no longer has it
@@ -453,7 +454,7 @@ async def test_watcher_from_a_compacted_version_gets_410_and_relists(
 
 # -- an API server restart -------------------------------------------------------------------
 
-RETRY = re.compile(r"^(\S+ \S+) WARNING exporter\.watch: watch (?P<what>.+?): "
+RETRY = re.compile(r"^(\S+ \S+) WARNING exporter\.io\.watch: watch (?P<what>.+?): "
                    r".*; (reconnecting|retrying)$", re.M)
 
 
@@ -566,7 +567,7 @@ def test_rotated_token_file_is_picked_up_without_a_restart(
                 "the agent to be refused")
             assert agent.get("/readyz")[0] != 200
             log = agent.log_path.read_text()
-            assert (f"ERROR exporter.watch: the API server rejected the credentials from "
+            assert (f"ERROR exporter.io.watch: the API server rejected the credentials from "
                     f"{kubeconfig} (401 Unauthorized") in log, agent.tail()
             assert "Traceback" not in log
 

@@ -7,9 +7,9 @@ import asyncio
 import aiohttp
 import pytest
 
-from exporter.events import ObjectEvent, SourceEvent
-from exporter.kubeconfig import from_kubeconfig
-from exporter.watch import KubeApi, Resource, Watcher, resources
+from exporter.core.events import Kind, ObjectEvent, SourceEvent
+from exporter.io.kubeconfig import from_kubeconfig
+from exporter.io.watch import KubeApi, Resource, Watcher, resources
 from tests.rig import KubeApiServer, KubeClient
 
 pytestmark = pytest.mark.rig
@@ -46,7 +46,7 @@ async def test_an_unsupported_optional_selector_falls_back_to_all(
     kube.create(f"/api/v1/namespaces/{namespace}/services", {
         "metadata": {"name": "clusterip"}, "spec": {"ports": [{"port": 80}]}})
     # A field this API server cannot select on: the same 400 an older server gives.
-    bogus = Resource("Service", "", "services", namespace, field_selector="spec.bogus=1",
+    bogus = Resource(Kind.SERVICE, "", "services", namespace, field_selector="spec.bogus=1",
                      optional_field_selector=True)
     names, watcher = await listed(apiserver, bogus)
     assert sorted(names) == ["clusterip", "headless"]

@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from exporter.dnsmsg import Malformed, QueryWire, read_header, reduce
-from exporter.records import Question
+from exporter.core.dnsmsg import Malformed, QueryWire, read_header, reduce
+from exporter.core.records import Question
 from tests.dnsref import reference_reduce
 
 LABEL = st.text("abcdefghijklmnopqrstuvwxyzABC0123456789-", min_size=1, max_size=12)

@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from exporter.comparator import PROPAGATION, STALE, Comparator, Observation, ServerRef, Window
-from exporter.records import Question, Target
-from exporter.truth import Stamp, Update
+from exporter.core.comparator import PROPAGATION, STALE, Comparator, Observation, Window
+from exporter.core.records import Question, ServerRef, Target
+from exporter.core.truth import Stamp, Update
 
 TARGET = Target("demo", "web")
 NAME = Question("web.demo.svc.cluster.local.", "A")

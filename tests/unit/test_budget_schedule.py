@@ -8,10 +8,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from exporter.budget import Budget
-from exporter.comparator import ServerRef
-from exporter.records import Question, Target
-from exporter.schedule import ProbeKey, Scheduler
+from exporter.core.budget import Budget
+from exporter.core.records import Question, ServerRef, Target
+from exporter.core.schedule import ProbeKey, Scheduler
 
 T = Target("ns", "web")
 QS = tuple(Question(f"q{i}.web.ns.svc.cluster.local.", "A") for i in range(3))

@@ -1,12 +1,12 @@
-"""Worked examples of the comparator: each names the case from SPEC.md "Windows"."""
+"""Worked examples of the comparator: each names the case from docs/design.md "Windows"."""
 
 from __future__ import annotations
 
 import pytest
 
-from exporter.comparator import PROPAGATION, STALE, Comparator, Observation, ServerRef
-from exporter.records import Question, Target
-from exporter.truth import Stamp, Update
+from exporter.core.comparator import PROPAGATION, STALE, Comparator, Observation
+from exporter.core.records import Question, ServerRef, Target
+from exporter.core.truth import Stamp, Update
 
 T = Target("ns", "web")
 Q = Question("web.ns.svc.cluster.local.", "A")

@@ -20,8 +20,8 @@ from typing import Any
 import pytest
 import yaml
 
-from exporter import kubeconfig
-from exporter.kubeconfig import KubeconfigError, discover, from_kubeconfig, in_cluster
+from exporter.io import kubeconfig
+from exporter.io.kubeconfig import KubeconfigError, discover, from_kubeconfig, in_cluster
 
 SERVER = "https://127.0.0.1:6443"
 

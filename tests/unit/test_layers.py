@@ -3,20 +3,15 @@ resolv.conf parsing, the kube-dns Service and slices, and address forms with IPv
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from typing import Any
 
 import pytest
 
-from exporter.comparator import ServerRef
-from exporter.layers import (
-    Discovery,
-    first_nameserver,
-    host_port,
-    rendezvous,
-    split_static,
-    with_port,
-)
+from exporter.core.layers import Discovery, first_nameserver, rendezvous, split_static
+from exporter.core.objects import parse_dns_service, parse_dns_slice
+from exporter.core.records import ServerRef, join_address, split_address, with_port
 
 REPLICAS = [f"10.244.{i}.10:53" for i in range(5)]
 NODES = [f"node-{i:04d}" for i in range(2000)]
@@ -125,10 +120,36 @@ def test_with_port(address: str, expected: str) -> None:
     assert with_port(address) == expected
 
 
-def test_host_port() -> None:
-    assert host_port("10.0.0.1") == "10.0.0.1:53"
-    assert host_port("10.0.0.1", 1053) == "10.0.0.1:1053"
-    assert host_port("fd00::1", 1053) == "[fd00::1]:1053"
+def test_join_address() -> None:
+    assert join_address("10.0.0.1", 53) == "10.0.0.1:53"
+    assert join_address("10.0.0.1", 1053) == "10.0.0.1:1053"
+    assert join_address("fd00::1", 1053) == "[fd00::1]:1053"
+
+
+@pytest.mark.parametrize(("address", "default", "expected"), [
+    ("0.0.0.0:9897", None, ("0.0.0.0", 9897)),
+    (":9897", None, ("", 9897)),
+    ("[::]:9897", None, ("::", 9897)),
+    ("localhost:0", None, ("localhost", 0)),
+    ("fd00::10", 53, ("fd00::10", 53)),
+    ("[fd00::10]", 53, ("fd00::10", 53)),
+])
+def test_split_address(address: str, default: int | None, expected: tuple[str, int]) -> None:
+    assert split_address(address, default) == expected
+
+
+@pytest.mark.parametrize(("address", "default", "problem"), [
+    ("0.0.0.0", None, "needs a port"),
+    ("::1:9897", None, "brackets"),
+    ("[::1", 53, "brackets"),
+    ("[::1]x53", 53, "brackets"),
+    ("10.0.0.1:http", 53, "'http' is not a port"),
+    ("10.0.0.1:70000", 53, "0 to 65535"),
+])
+def test_split_address_says_what_is_wrong(address: str, default: int | None,
+                                          problem: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(problem)):
+        split_address(address, default)
 
 
 # -- Discovery ------------------------------------------------------------------------------
@@ -158,6 +179,19 @@ def dns_slice(endpoints: list[tuple[str, bool | None]], ports: Any = None) -> di
                 {"name": "dns", "port": 5353, "protocol": "UDP"}]}
 
 
+def slice_event(d: Discovery, name: str, obj: dict[str, Any] | None) -> None:
+    """What the agent does with a kube-dns slice event: read it, then apply it."""
+    if obj is None:
+        d.delete_slice(name)
+    else:
+        d.apply_slice(parse_dns_slice({**obj, "metadata": {"name": name,
+                                                           "namespace": "kube-system"}}))
+
+
+def service_event(d: Discovery, obj: dict[str, Any] | None) -> None:
+    d.apply_service(None if obj is None else parse_dns_service(obj))
+
+
 def discovery(*layers: str, node: str = "node-a", per_node: int = 1,
               static: tuple[ServerRef, ...] = ()) -> Discovery:
     return Discovery(node=node, replicas_per_node=per_node, enabled=frozenset(layers),
@@ -167,8 +201,8 @@ def discovery(*layers: str, node: str = "node-a", per_node: int = 1,
 def test_every_layer_enabled() -> None:
     d = discovery("kube-dns", "coredns", "node-local", per_node=2,
                   static=(ServerRef("upstream", "10.0.0.53:53"),))
-    d.apply_service(dns_service())
-    d.apply_slice("kube-dns-abcde", dns_slice([("10.244.0.5", True), ("10.244.1.5", None)]))
+    service_event(d, dns_service())
+    slice_event(d, "kube-dns-abcde", dns_slice([("10.244.0.5", True), ("10.244.1.5", None)]))
     d.node_local = "169.254.20.10:53"
     assert d.servers() == (
         ServerRef("coredns", "10.244.0.5:5353"),
@@ -181,13 +215,13 @@ def test_every_layer_enabled() -> None:
 
 def test_disabled_layers_are_not_probed_even_when_known() -> None:
     d = discovery("coredns")
-    d.apply_service(dns_service())
-    d.apply_slice("s", dns_slice([("10.244.0.5", True)]))
+    service_event(d, dns_service())
+    slice_event(d, "s", dns_slice([("10.244.0.5", True)]))
     d.node_local = "169.254.20.10:53"
     assert d.servers() == (ServerRef("coredns", "10.244.0.5:5353"),)
     d = discovery("kube-dns")
-    d.apply_service(dns_service())
-    d.apply_slice("s", dns_slice([("10.244.0.5", True)]))
+    service_event(d, dns_service())
+    slice_event(d, "s", dns_slice([("10.244.0.5", True)]))
     assert d.servers() == (ServerRef("kube-dns", "10.96.0.10:53"),)
     assert discovery().servers() == ()
 
@@ -201,7 +235,7 @@ def test_node_local_only_while_it_answers() -> None:
 
 def test_not_ready_endpoints_and_bad_addresses_are_skipped() -> None:
     d = discovery("coredns", per_node=5)
-    d.apply_slice("s", dns_slice([("10.244.0.5", True), ("10.244.0.6", False),
+    slice_event(d, "s", dns_slice([("10.244.0.5", True), ("10.244.0.6", False),
                                   ("10.244.0.7", None), ("not-an-ip", True)]))
     assert d.servers() == (ServerRef("coredns", "10.244.0.5:5353"),
                            ServerRef("coredns", "10.244.0.7:5353"))
@@ -209,52 +243,52 @@ def test_not_ready_endpoints_and_bad_addresses_are_skipped() -> None:
 
 def test_dns_port_is_the_udp_port_named_dns() -> None:
     d = discovery("coredns")
-    d.apply_slice("s", dns_slice([("10.244.0.5", True)], ports=[
+    slice_event(d, "s", dns_slice([("10.244.0.5", True)], ports=[
         {"name": "dns-tcp", "port": 1053, "protocol": "TCP"},
         {"name": "dns", "port": 1054, "protocol": "TCP"},
         {"name": "metrics", "port": 9153, "protocol": "UDP"},
         {"name": "dns", "port": 1055, "protocol": "UDP"}]))
     assert d.servers() == (ServerRef("coredns", "10.244.0.5:1055"),)
     # No port list at all: the DNS port.
-    d.apply_slice("s", dns_slice([("10.244.0.5", True)], ports=[]))
+    slice_event(d, "s", dns_slice([("10.244.0.5", True)], ports=[]))
     assert d.servers() == (ServerRef("coredns", "10.244.0.5:53"),)
     # A null port (a slice for all ports) is skipped; an unnamed port without a protocol
     # counts as the UDP `dns` port (single-port Services have unnamed ports).
-    d.apply_slice("s", dns_slice([("10.244.0.5", True)], ports=[
+    slice_event(d, "s", dns_slice([("10.244.0.5", True)], ports=[
         {"port": None, "protocol": "UDP"}, {"port": 2053}]))
     assert d.servers() == (ServerRef("coredns", "10.244.0.5:2053"),)
 
 
 def test_kube_dns_service_port_and_ip_changes() -> None:
     d = discovery("kube-dns")
-    d.apply_service(dns_service(ports=[{"name": "dns", "port": 1053, "protocol": "UDP"}]))
+    service_event(d, dns_service(ports=[{"name": "dns", "port": 1053, "protocol": "UDP"}]))
     assert d.servers() == (ServerRef("kube-dns", "10.96.0.10:1053"),)
-    d.apply_service(dns_service("fd00:96::a"))
+    service_event(d, dns_service("fd00:96::a"))
     assert d.servers() == (ServerRef("kube-dns", "[fd00:96::a]:53"),)
     for headless in (dns_service("None"), dns_service(""), dns_service(None)):
-        d.apply_service(headless)
+        service_event(d, headless)
         assert d.servers() == ()
-    d.apply_service(dns_service())
-    d.apply_service(None)  # deleted
+    service_event(d, dns_service())
+    service_event(d, None)  # deleted
     assert d.servers() == ()
 
 
 def test_slices_add_up_and_deleting_one_removes_its_replicas() -> None:
     d = discovery("coredns", per_node=10)
-    d.apply_slice("a", dns_slice([("10.244.0.5", True)]))
-    d.apply_slice("b", dns_slice([("10.244.1.5", True), ("10.244.0.5", True)]))
+    slice_event(d, "a", dns_slice([("10.244.0.5", True)]))
+    slice_event(d, "b", dns_slice([("10.244.1.5", True), ("10.244.0.5", True)]))
     assert [s.address for s in d.servers()] == ["10.244.0.5:5353", "10.244.1.5:5353"]
-    d.apply_slice("a", None)
+    slice_event(d, "a", None)
     assert [s.address for s in d.servers()] == ["10.244.0.5:5353", "10.244.1.5:5353"]
-    d.apply_slice("b", dns_slice([]))
+    slice_event(d, "b", dns_slice([]))
     assert d.servers() == ()
-    d.apply_slice("never-seen", None)  # deleting an unknown slice is harmless
+    slice_event(d, "never-seen", None)  # deleting an unknown slice is harmless
     assert d.servers() == ()
 
 
 def test_ipv6_replicas_get_brackets() -> None:
     d = discovery("coredns")
-    d.apply_slice("s", {**dns_slice([("FD00:10:244::5", True)]), "addressType": "IPv6"})
+    slice_event(d, "s", {**dns_slice([("FD00:10:244::5", True)]), "addressType": "IPv6"})
     assert d.servers() == (ServerRef("coredns", "[fd00:10:244::5]:5353"),)
 
 
@@ -263,7 +297,7 @@ def test_coredns_probes_are_sharded_by_node() -> None:
     picks = set()
     for node in NODES[:50]:
         d = discovery("coredns", node=node)
-        d.apply_slice("s", dns_slice([(r, True) for r in replicas]))
+        slice_event(d, "s", dns_slice([(r, True) for r in replicas]))
         servers = d.servers()
         assert len(servers) == 1
         assert [s.address for s in servers] == rendezvous(
@@ -275,6 +309,7 @@ def test_coredns_probes_are_sharded_by_node() -> None:
 def test_odd_objects() -> None:
     d = discovery("kube-dns", "coredns")
     with pytest.raises(ValueError, match="spec must be an object"):
-        d.apply_service({"spec": ["x"]})
-    d.apply_slice("s", {"endpoints": ["x", None, {"addresses": None}], "ports": "nope"})
+        service_event(d, {"metadata": {"name": "kube-dns", "namespace": "kube-system"},
+                          "spec": ["x"]})
+    slice_event(d, "s", {"endpoints": ["x", None, {"addresses": None}], "ports": "nope"})
     assert d.slices["s"] == ()

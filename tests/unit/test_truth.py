@@ -6,10 +6,10 @@ from typing import Any
 
 import pytest
 
-from exporter.objects import ObjectError, parse_service, parse_slice
-from exporter.records import Question, Target
-from exporter.selection import Selection, SelectorError, parse_label_selector
-from exporter.truth import Truth, expected_answers
+from exporter.core.objects import ObjectError, parse_service, parse_slice
+from exporter.core.records import Question, Target
+from exporter.core.selection import Selection, SelectorError, parse_label_selector
+from exporter.core.truth import Truth, expected_answers
 
 D = "web.ns.svc.cluster.local."
 

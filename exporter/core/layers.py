@@ -13,25 +13,11 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
 
-from exporter.comparator import ServerRef
-from exporter.objects import ObjectError
-from exporter.records import ip_value, split_address
-
-DNS_PORT = 53
-
-
-def host_port(address: str, port: int = DNS_PORT) -> str:
-    """`ip:port`, with IPv6 in brackets."""
-    return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
-
-
-def with_port(address: str) -> str:
-    """An IP, IP:PORT or [IPv6]:PORT, with the DNS port added when missing."""
-    return host_port(*split_address(address, DNS_PORT))
+from exporter.core.objects import DNS_PORT, DnsServiceState, DnsSliceState
+from exporter.core.records import ServerRef, ip_value, join_address, with_port
 
 
 def split_static(entry: str) -> tuple[str, str]:
@@ -49,14 +35,6 @@ def first_nameserver(resolv_conf: str) -> str | None:
             except ValueError:
                 continue
     return None
-
-
-def _dns_port(ports: Any) -> int:
-    for port in ports or []:
-        if isinstance(port, Mapping) and port.get("protocol", "UDP") == "UDP" \
-                and isinstance(port.get("port"), int) and port.get("name", "dns") == "dns":
-            return int(port["port"])
-    return DNS_PORT
 
 
 def rendezvous(node: str, replicas: Iterable[str], count: int) -> list[str]:
@@ -81,41 +59,21 @@ class Discovery:
     node_local: str | None = None
     """The node-local address while it answers, else None."""
 
-    def apply_service(self, obj: Mapping[str, Any] | None) -> None:
-        """The kube-dns Service object, or None when deleted."""
-        if obj is None:
-            self.service_ip = None
-            return
-        spec = obj.get("spec") or {}
-        if not isinstance(spec, Mapping):
-            raise ObjectError("kube-dns Service spec must be an object")
-        ip = spec.get("clusterIP")
-        self.service_ip = ip if isinstance(ip, str) and ip not in ("", "None") else None
-        self.service_port = _dns_port(spec.get("ports"))
+    def apply_service(self, state: DnsServiceState | None) -> None:
+        """The cluster DNS Service, or None when deleted."""
+        self.service_ip = state.cluster_ip if state else None
+        self.service_port = state.port if state else DNS_PORT
 
-    def apply_slice(self, name: str, obj: Mapping[str, Any] | None) -> None:
-        """One kube-dns EndpointSlice, or None when deleted."""
-        if obj is None:
-            self.slices.pop(name, None)
-            return
-        port = _dns_port(obj.get("ports"))
-        servers = []
-        for endpoint in obj.get("endpoints") or []:
-            if not isinstance(endpoint, Mapping):
-                continue
-            if (endpoint.get("conditions") or {}).get("ready") is False:
-                continue
-            for address in endpoint.get("addresses") or []:
-                try:
-                    servers.append(host_port(ip_value(str(address)), port))
-                except ValueError:
-                    continue
-        self.slices[name] = tuple(servers)
+    def apply_slice(self, state: DnsSliceState) -> None:
+        self.slices[state.name] = state.servers
+
+    def delete_slice(self, name: str) -> None:
+        self.slices.pop(name, None)
 
     def servers(self) -> tuple[ServerRef, ...]:
         out = list(self.static)
         if "kube-dns" in self.enabled and self.service_ip:
-            out.append(ServerRef("kube-dns", host_port(self.service_ip, self.service_port)))
+            out.append(ServerRef("kube-dns", join_address(self.service_ip, self.service_port)))
         if "coredns" in self.enabled:
             replicas = {r for rs in self.slices.values() for r in rs}
             out += [ServerRef("coredns", r)

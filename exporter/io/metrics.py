@@ -1,4 +1,4 @@
-"""The metrics contract of SPEC.md, on a prometheus_client registry.
+"""The metrics contract of docs/design.md and docs/metrics.md, on a prometheus_client registry.
 
 Counters and histograms are updated as events happen. Gauges are rebuilt at scrape time from a
 snapshot that the agent takes on the event loop, so per-service series exist only while they
@@ -15,16 +15,16 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from exporter import __version__
-from exporter.comparator import STALE, OpenSummary, Race, ServerRef, Window
-from exporter.probe import ProbeResult
-from exporter.records import Target
+from exporter.core.comparator import STALE, OpenSummary, Race, Window
+from exporter.core.events import RestartReason
+from exporter.core.records import ServerRef, Target
+from exporter.io.probe import ProbeResult
 
 BUCKETS = (0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 3, 5, 7.5, 10, 15, 20, 30, 45, 60, 90, 120, 300,
            600)
 """From 25 ms (watch and informer lag) to 10 min (misconfigured caches); 50 ms and 60 s are
 bucket bounds, and the steps near the usual TTLs (5 s, 30 s) are fine enough to tell them apart."""
 PROBE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5)
-RESTART_REASONS = ("gone", "error", "forbidden", "unauthorized")
 LABEL_MAX = 63
 """Kubernetes names are at most 63 characters; anything longer is cut, never trusted."""
 OTHER = "_other"
@@ -87,7 +87,7 @@ class Metrics(Collector):
             "dns_staleness_watch_restarts", "Relists and reconnects of the watch.", ["reason"],
             registry=registry)
         # Every reason exists from the start, so increase() sees the first restart too.
-        for reason in RESTART_REASONS:
+        for reason in RestartReason:
             self.watch_restarts.labels(reason)
         registry.register(self)
 

@@ -15,9 +15,8 @@ import random
 from collections import deque
 from dataclasses import dataclass, field
 
-from exporter.budget import Budget
-from exporter.comparator import ServerRef
-from exporter.records import Question, Target
+from exporter.core.budget import Budget
+from exporter.core.records import Question, ServerRef, Target
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -35,19 +34,19 @@ class Scheduler:
     fast_cap: float = 300.0
     sweep_interval: float = 30.0
     steady_share: float = 0.5
-    deferred_total: int = 0
+    deferred_total: int = field(default=0, init=False)
     """Probes that fell due while the budget was spent."""
-    plan: dict[Target, tuple[Question, ...]] = field(default_factory=dict)
-    servers: tuple[ServerRef, ...] = ()
-    _fast_until: dict[Target, dict[ServerRef, float]] = field(default_factory=dict)
+    plan: dict[Target, tuple[Question, ...]] = field(default_factory=dict, init=False)
+    servers: tuple[ServerRef, ...] = field(default=(), init=False)
+    _fast_until: dict[Target, dict[ServerRef, float]] = field(default_factory=dict, init=False)
     """Per target, the servers in fast mode and until when: indexed by target, because every
     truth update asks about one target."""
-    _fast_heap: list[tuple[float, ProbeKey]] = field(default_factory=list)
-    _fast_due: dict[ProbeKey, float] = field(default_factory=dict)
-    _sweep: deque[ProbeKey] = field(default_factory=deque)
-    _next_steady: float | None = None
-    _deferred: set[ProbeKey] = field(default_factory=set)
-    _steady_deferred: bool = False
+    _fast_heap: list[tuple[float, ProbeKey]] = field(default_factory=list, init=False)
+    _fast_due: dict[ProbeKey, float] = field(default_factory=dict, init=False)
+    _sweep: deque[ProbeKey] = field(default_factory=deque, init=False)
+    _next_steady: float | None = field(default=None, init=False)
+    _deferred: set[ProbeKey] = field(default_factory=set, init=False)
+    _steady_deferred: bool = field(default=False, init=False)
 
     def set_servers(self, servers: tuple[ServerRef, ...]) -> None:
         self.servers = servers

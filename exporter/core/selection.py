@@ -6,7 +6,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from exporter.objects import ServiceState
+from exporter.core.objects import ServiceState
 
 _TERM = re.compile(
     r"^\s*(?:(?P<neg>!)\s*(?P<absent>[\w./-]+)"

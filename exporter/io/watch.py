@@ -20,9 +20,15 @@ from urllib.parse import urlencode
 
 import aiohttp
 
-from exporter.events import ObjectEvent, Relisted, SourceEvent, Synced
-from exporter.kubeconfig import ClusterAccess
-from exporter.objects import HEADLESS_LABEL, SERVICE_NAME_LABEL
+from exporter.core.events import Kind, ObjectEvent, Relisted, RestartReason, SourceEvent, Synced
+from exporter.core.objects import (
+    HEADLESS_LABEL,
+    SERVICE_NAME_LABEL,
+    parse_list,
+    parse_status,
+    parse_watch_event,
+)
+from exporter.io.kubeconfig import ClusterAccess
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +47,7 @@ class ApiError(Exception):
 class Resource:
     """One list-and-watch: a kind for the agent, an API path, and selectors."""
 
-    kind: str
+    kind: Kind
     group: str
     """API group for RBAC messages; "" is the core group."""
     resource: str
@@ -68,14 +74,15 @@ def resources(namespaces: tuple[str, ...], dns_namespace: str,
     """Headless slices (the controller labels them; hand-made slices opt in with the same
     label), all Services (headless is a spec field, not a label), and the kube-dns pieces."""
     scopes: tuple[str | None, ...] = namespaces or (None,)
-    out = [Resource("EndpointSlice", "discovery.k8s.io", "endpointslices", ns, HEADLESS_LABEL)
-           for ns in scopes]
+    out = [Resource(Kind.ENDPOINT_SLICE, "discovery.k8s.io", "endpointslices", ns,
+                    HEADLESS_LABEL) for ns in scopes]
     # Kubernetes 1.31+ can select headless Services server-side; older servers answer 400.
-    out += [Resource("Service", "", "services", ns, field_selector=HEADLESS_SERVICES,
+    out += [Resource(Kind.SERVICE, "", "services", ns, field_selector=HEADLESS_SERVICES,
                      optional_field_selector=True) for ns in scopes]
-    out.append(Resource("DnsService", "", "services", dns_namespace,
+    out.append(Resource(Kind.DNS_SERVICE, "", "services", dns_namespace,
                         field_selector=f"metadata.name={dns_service}"))
-    out.append(Resource("DnsEndpointSlice", "discovery.k8s.io", "endpointslices", dns_namespace,
+    out.append(Resource(Kind.DNS_ENDPOINT_SLICE, "discovery.k8s.io", "endpointslices",
+                        dns_namespace,
                         f"{SERVICE_NAME_LABEL}={dns_service}"))
     return out
 
@@ -115,11 +122,9 @@ class KubeApi:
         try:
             body = await resp.json(content_type=None)
         except (ValueError, aiohttp.ClientError):
-            body = {}
-        if not isinstance(body, Mapping):
-            body = {}
-        raise ApiError(resp.status, str(body.get("reason") or resp.reason),
-                       str(body.get("message") or ""))
+            body = None
+        status = parse_status(body, resp.status, str(resp.reason or ""))
+        raise ApiError(resp.status, status.reason, status.message)
 
     async def get(self, path: str, params: Mapping[str, str]) -> Any:
         url = f"{self.access.server}{path}?{urlencode(params)}"
@@ -150,7 +155,7 @@ Emit = Callable[[SourceEvent], None]
 
 class Watcher:
     def __init__(self, api: KubeApi, resource: Resource, emit: Emit,
-                 on_restart: Callable[[str], None], watch_timeout: float,
+                 on_restart: Callable[[RestartReason], None], watch_timeout: float,
                  rng: random.Random | None = None) -> None:
         self.api, self.resource, self.emit = api, resource, emit
         self.on_restart = on_restart
@@ -171,16 +176,15 @@ class Watcher:
     async def _list(self) -> None:
         first = not self.listed.is_set()
         params = {**self._selectors(), "resourceVersion": "0" if first else ""}
-        body = await self.api.get(self.resource.path, params)
-        items = body.get("items") or []
-        self.resource_version = str((body.get("metadata") or {}).get("resourceVersion") or "")
+        listing = parse_list(await self.api.get(self.resource.path, params))
+        self.resource_version = listing.resource_version
         kind = self.resource.kind
         if first:
-            for obj in items:
+            for obj in listing.items:
                 self.emit(ObjectEvent(kind, "ADDED", obj))
             self.listed.set()
         else:
-            self.emit(Relisted(kind, tuple(items), self.resource.namespace))
+            self.emit(Relisted(kind, listing.items, self.resource.namespace))
 
     async def _watch(self) -> None:
         timeout = int(self.watch_timeout * self.rng.uniform(0.8, 1.2))
@@ -188,19 +192,16 @@ class Watcher:
                   "resourceVersion": self.resource_version or "",
                   "timeoutSeconds": str(max(1, timeout))}
         # The server ends the watch after timeoutSeconds: silence past that is a dead peer.
-        async for event in self.api.stream(self.resource.path, params, timeout + 30.0):
-            kind, obj = event.get("type"), event.get("object") or {}
-            if kind == "ERROR":
-                raise ApiError(int(obj.get("code") or 500), str(obj.get("reason") or ""),
-                               str(obj.get("message") or ""))
-            version = (obj.get("metadata") or {}).get("resourceVersion")
-            if version:
-                self.resource_version = str(version)
-            if kind == "BOOKMARK":
-                self.emit(ObjectEvent(self.resource.kind, "BOOKMARK", obj))
-                continue
-            self.emit(ObjectEvent(self.resource.kind, str(kind), obj))
-            self.backoff.reset()
+        async for line in self.api.stream(self.resource.path, params, timeout + 30.0):
+            event = parse_watch_event(line)
+            if event.type == "ERROR":
+                status = parse_status(event.obj)
+                raise ApiError(status.code, status.reason, status.message)
+            if event.resource_version:
+                self.resource_version = event.resource_version
+            self.emit(ObjectEvent(self.resource.kind, event.type, event.obj))
+            if event.type != "BOOKMARK":
+                self.backoff.reset()
 
     async def run(self) -> None:
         while True:
@@ -214,7 +215,7 @@ class Watcher:
                 continue  # resume from the last version
             except ApiError as exc:
                 if exc.status == 410:
-                    self.on_restart("gone")
+                    self.on_restart(RestartReason.GONE)
                     self.resource_version = None
                     continue
                 if exc.status == 400 and self.resource.optional_field_selector:
@@ -227,31 +228,33 @@ class Watcher:
                     continue
                 reason = self._explain(exc)
             except (aiohttp.ClientError, OSError, TimeoutError, ValueError) as exc:
+                # ValueError is undecodable JSON, or (ObjectError) an envelope that is neither
+                # a list nor a watch event: a broken stream either way, so relist.
                 log.warning("%s: %s; reconnecting", self.resource.describe("watch"),
                             f"{type(exc).__name__}: {exc}")
-                reason = "error"
+                reason = RestartReason.ERROR
             self.on_restart(reason)
             self.resource_version = None
             await asyncio.sleep(self.backoff.next())
 
-    def _explain(self, exc: ApiError) -> str:
+    def _explain(self, exc: ApiError) -> RestartReason:
         if exc.status == 403:
             log.error("RBAC denied: cannot %s (%s); %s", self.resource.describe("list/watch"),
                       exc.message, RBAC_HINT)
-            return "forbidden"
+            return RestartReason.FORBIDDEN
         if exc.status == 401:
             log.error("the API server rejected the credentials from %s (401 %s); check the "
                       "token or certificate", self.api.access.source, exc.message)
-            return "unauthorized"
+            return RestartReason.UNAUTHORIZED
         log.warning("%s: %s; retrying", self.resource.describe("watch"), exc)
-        return "error"
+        return RestartReason.ERROR
 
 
 class KubeSource:
     """Every watcher feeding one queue; Synced once all initial lists are in."""
 
     def __init__(self, api: KubeApi, watch_resources: list[Resource],
-                 on_restart: Callable[[str], None], watch_timeout: float = 300.0,
+                 on_restart: Callable[[RestartReason], None], watch_timeout: float = 300.0,
                  start_jitter: float = 0.0, rng: random.Random | None = None) -> None:
         self.queue: asyncio.Queue[SourceEvent | Exception] = asyncio.Queue()
         self.rng = rng or random.Random()

@@ -11,11 +11,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from exporter.comparator import OpenWindow
-from exporter.corefile import Bounds, CorefileSettings
-from exporter.objects import ServiceState, SliceState
-from exporter.records import Target
-from exporter.resolvconf import ResolvConf, lookup_costs
+from exporter.core.comparator import OpenWindow
+from exporter.core.corefile import Bounds, CorefileSettings
+from exporter.core.objects import PodState, ServiceState, SliceState
+from exporter.core.records import Target
+from exporter.core.resolvconf import ResolvConf, lookup_costs
 
 OK, WARN, FAIL = "ok", "warn", "fail"
 
@@ -33,14 +33,14 @@ def overall(verdicts: Iterable[Verdict]) -> str:
     return FAIL if FAIL in statuses else WARN if WARN in statuses else OK
 
 
-def service_checks(target: Target, service: ServiceState | None,
-                   cluster_ip: str | None) -> list[Verdict]:
+def service_checks(target: Target, service: ServiceState | None) -> list[Verdict]:
     if service is None:
         return [Verdict("service", FAIL, f"{target} not found",
                         "check the namespace and name (kubectl get svc -n NAMESPACE)")]
     if not service.headless:
         return [Verdict("service", FAIL,
-                        f"clusterIP is {cluster_ip}, not None: DNS answers with the cluster IP, "
+                        f"clusterIP is {service.cluster_ip or 'unset'}, not None: DNS answers "
+                        "with the cluster IP, "
                         "not the pods", "recreate the Service with clusterIP: None")]
     kind = "with a selector" if service.has_selector else "selectorless"
     out = [Verdict("service", OK, f"headless (clusterIP: None), {kind}")]
@@ -60,8 +60,7 @@ def service_checks(target: Target, service: ServiceState | None,
     return out
 
 
-def endpoint_checks(service: ServiceState, slices: Sequence[SliceState],
-                    raw_slices: Sequence[Mapping[str, Any]]) -> list[Verdict]:
+def endpoint_checks(service: ServiceState, slices: Sequence[SliceState]) -> list[Verdict]:
     if not service.has_selector and not slices:
         return [Verdict("endpoints", FAIL,
                         "selectorless Service without EndpointSlices: no DNS records",
@@ -69,9 +68,7 @@ def endpoint_checks(service: ServiceState, slices: Sequence[SliceState],
                         f"{service.target.service}")]
     ready = sum(len(s.endpoints) for s in slices)
     not_ready = sum(s.not_ready for s in slices)
-    terminating = sum(
-        1 for s in raw_slices for e in s.get("endpoints") or []
-        if (e.get("conditions") or {}).get("terminating") is True)
+    terminating = sum(s.terminating for s in slices)
     text = (f"{ready} ready, {not_ready} not ready ({terminating} terminating) in "
             f"{len(slices)} EndpointSlice{'s' if len(slices) != 1 else ''}")
     out = [Verdict("endpoints", OK, text) if ready else
@@ -85,15 +82,7 @@ def endpoint_checks(service: ServiceState, slices: Sequence[SliceState],
     return out
 
 
-def _ready_reason(pod: Mapping[str, Any]) -> str:
-    for condition in (pod.get("status") or {}).get("conditions") or []:
-        if condition.get("type") == "Ready" and condition.get("status") != "True":
-            detail = condition.get("reason") or "no reason given"
-            return f"{detail}: {condition['message']}" if condition.get("message") else detail
-    return "no Ready condition"
-
-
-def pod_checks(service: ServiceState, pods: Sequence[Mapping[str, Any]] | None,
+def pod_checks(service: ServiceState, pods: Sequence[PodState] | None,
                slices: Sequence[SliceState]) -> list[Verdict]:
     if pods is None:
         return [Verdict("pods", WARN, "cannot list pods (RBAC): pod checks skipped",
@@ -101,32 +90,25 @@ def pod_checks(service: ServiceState, pods: Sequence[Mapping[str, Any]] | None,
     svc = service.target.service
     hostnames = {e.hostname for s in slices for e in s.endpoints if e.hostname}
     out = []
-    for pod in sorted(pods, key=lambda p: str(p["metadata"]["name"])):
-        name = str(pod["metadata"]["name"])
-        spec = pod.get("spec") or {}
-        hostname, subdomain = spec.get("hostname"), spec.get("subdomain")
+    for pod in sorted(pods, key=lambda p: p.name):
+        hostname, subdomain = pod.hostname, pod.subdomain
         if hostname and not subdomain:
-            out.append(Verdict("pods", FAIL, f"{name} sets hostname {hostname!r} but no "
+            out.append(Verdict("pods", FAIL, f"{pod.name} sets hostname {hostname!r} but no "
                                "subdomain: it gets no per-pod record",
                                f"set spec.subdomain: {svc}"))
         elif subdomain and subdomain != svc:
-            out.append(Verdict("pods", FAIL, f"{name} has subdomain {subdomain!r}, not {svc!r}: "
-                               f"no {hostname or name}.{svc} record",
+            out.append(Verdict("pods", FAIL, f"{pod.name} has subdomain {subdomain!r}, not "
+                               f"{svc!r}: no {hostname or pod.name}.{svc} record",
                                f"set spec.subdomain: {svc} (StatefulSet: serviceName: {svc})"))
-        elif hostname and subdomain == svc and hostname not in hostnames and _is_ready(pod):
-            out.append(Verdict("pods", WARN, f"{name} is Ready with hostname {hostname!r}, but "
-                               "no endpoint carries it yet"))
-        if not _is_ready(pod):
-            out.append(Verdict("pods", WARN, f"{name} not Ready ({_ready_reason(pod)})",
+        elif hostname and subdomain == svc and hostname not in hostnames and pod.ready:
+            out.append(Verdict("pods", WARN, f"{pod.name} is Ready with hostname {hostname!r}, "
+                               "but no endpoint carries it yet"))
+        if not pod.ready:
+            out.append(Verdict("pods", WARN, f"{pod.name} not Ready ({pod.ready_reason})",
                                "not-ready pods are left out of DNS"))
     if not out:
         out.append(Verdict("pods", OK, f"{len(pods)} pods: hostnames and subdomains match"))
     return out
-
-
-def _is_ready(pod: Mapping[str, Any]) -> bool:
-    return any(c.get("type") == "Ready" and c.get("status") == "True"
-               for c in (pod.get("status") or {}).get("conditions") or [])
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,4 +189,23 @@ def cluster_dns_checks(cluster: CorefileSettings | None, nodelocal: CorefileSett
                                "lower the kubernetes plugin ttl, or the cache TTL"))
         else:
             out.append(Verdict("cluster-dns", OK, line))
+    return out
+
+
+FOLLOW_SLACK = 1.0
+"""Seconds a closed window may exceed its layer's bound before it fails: one probe interval
+and the bound's own whole-second rounding, with room to spare."""
+
+
+def follow_checks(windows: Sequence[Mapping[str, Any]],
+                  bounds: Mapping[str, Bounds]) -> list[Verdict]:
+    """A window seen while following fails when it outlasts what the layer's Corefile allows."""
+    out = []
+    for w in windows:
+        bound = bounds.get(w["layer"])
+        if w["event"] == "closed" and bound is not None and w["seconds"] > bound.stale + \
+                FOLLOW_SLACK:
+            out.append(Verdict("follow", FAIL, f"{w['layer']} {w['kind']} window of "
+                               f"{w['seconds']:.2f} s on {w['name']} {w['value']}, over its "
+                               f"bound of {bound.stale:g} s"))
     return out

@@ -8,6 +8,7 @@ interleaving at the interpreter's switch interval.
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Callable
 
 from aiohttp import web
@@ -15,6 +16,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 
 from exporter import __version__
+from exporter.core.records import split_address
 
 LANDING = """<!doctype html>
 <html><head><title>dns-staleness-exporter</title></head>
@@ -24,9 +26,8 @@ LANDING = """<!doctype html>
 """
 
 
-def parse_listen(listen: str) -> tuple[str, int]:
-    host, _, port = listen.rpartition(":")
-    return host.strip("[]") or "0.0.0.0", int(port)
+class ListenError(Exception):
+    """The HTTP server cannot bind its address; the message is the one line to print."""
 
 
 class HttpServer:
@@ -63,11 +64,19 @@ class HttpServer:
         return web.Response(status=503, text="not ready\n")
 
     async def start(self, listen: str) -> None:
-        host, port = parse_listen(listen)
+        """Bind `listen` (`host:port`; an empty host means every interface)."""
+        host, port = split_address(listen, None)
         self._runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=0.5)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, host, port)
-        await site.start()
+        site = web.TCPSite(self._runner, host or "0.0.0.0", port)
+        try:
+            await site.start()
+        except OSError as exc:
+            await self._runner.cleanup()
+            self._runner = None
+            reason = os.strerror(exc.errno) if exc.errno else str(exc)
+            raise ListenError(f"cannot listen on {listen}: {reason}; pass another --listen, "
+                              "e.g. 127.0.0.1:0 for a free port") from None
         server = site._server
         sockets = getattr(server, "sockets", None) or []
         self.port = sockets[0].getsockname()[1] if sockets else port

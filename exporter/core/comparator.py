@@ -18,20 +18,26 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from enum import StrEnum
 
-from exporter.records import Question, Target
-from exporter.truth import Stamp, Update
+from exporter.core.records import Question, ServerRef, Target
+from exporter.core.truth import Stamp, Update
 
 STALE = "stale"
 PROPAGATION = "propagation"
 
 
-@dataclass(frozen=True, slots=True, order=True)
-class ServerRef:
-    """One DNS server of one layer."""
+class RaceReason(StrEnum):
+    """Why a window ended without a sample; the `reason` label of the races counter."""
 
-    layer: str
-    address: str
+    LEFT_TRUTH_WHILE_MISSING = "left_truth_while_missing"
+    """A record not yet served left the truth again."""
+    RETURNED_WHILE_STALE = "returned_while_stale"
+    """A removed record came back while the layer still served it."""
+    SERVED_BEFORE_WATCH = "served_before_watch"
+    """The layer served a record before the agent's watch had it."""
+    LAYER_AHEAD_OF_WATCH = "layer_ahead_of_watch"
+    """A probe sent before the change already saw the new answer."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,7 +71,7 @@ class Window:
 class Race:
     """A window that ended for a reason other than the layer catching up."""
 
-    reason: str
+    reason: RaceReason
     target: Target
     question: Question
     server: ServerRef
@@ -134,7 +140,7 @@ def _closed(
     cause: Stamp, at: float, resolution: float,
 ) -> Iterator[Window]:
     yield Window(kind, qs.target, question, server, value, "watch",
-                 max(0.0, at - cause.watch), resolution, at < cause.watch)
+                 max(0.0, at - cause.seen), resolution, at < cause.seen)
     if cause.trigger is not None:
         seconds = at - cause.trigger
         yield Window(kind, qs.target, question, server, value, "trigger",
@@ -165,9 +171,6 @@ class Comparator:
         """The first full sync is done: from now on truth changes open windows."""
         self.synced = True
 
-    def targets(self) -> list[Target]:
-        return sorted(self._by_target)
-
     def questions(self, target: Target) -> list[Question]:
         return sorted(self._by_target.get(target, ()))
 
@@ -187,10 +190,10 @@ class Comparator:
             removed = [v for v in qs.expected if v not in new]
             added = [v for v in new if v not in qs.expected]
             if removed or added:
-                qs.changed_at = update.stamp.watch
+                qs.changed_at = update.stamp.seen
                 outcome.changed = True
             for value in removed:
-                self._remove(qs, question, value, stamp, update.stamp.watch, outcome)
+                self._remove(qs, question, value, stamp, update.stamp.seen, outcome)
             for value in added:
                 self._add(qs, question, value, stamp, outcome)
         return outcome
@@ -207,8 +210,8 @@ class Comparator:
                 cell.missing.pop(value, None)
             elif cell.missing.pop(value, None) is not None:
                 if stamp is not None:
-                    outcome.races.append(
-                        Race("left_truth_while_missing", qs.target, question, server, value))
+                    outcome.races.append(Race(RaceReason.LEFT_TRUTH_WHILE_MISSING, qs.target,
+                                              question, server, value))
             elif self.synced and value in cell.served and cell.last_received is not None:
                 cell.stale[value] = _Open(stamp, at, cell.last_received)
 
@@ -223,13 +226,14 @@ class Comparator:
             if stamp is None or server in self._down:
                 continue
             if window is not None:
-                reason = "returned_while_stale" if window.cause else "served_before_watch"
+                reason = (RaceReason.RETURNED_WHILE_STALE if window.cause
+                          else RaceReason.SERVED_BEFORE_WATCH)
                 outcome.races.append(Race(reason, qs.target, question, server, value))
             else:
                 # The last probe without the value bounds when the layer started serving it,
                 # which may be before the watch told us.
-                last = cell.last_received if cell.last_received is not None else stamp.watch
-                cell.missing[value] = _Open(stamp, stamp.watch, last)
+                last = cell.last_received if cell.last_received is not None else stamp.seen
+                cell.missing[value] = _Open(stamp, stamp.seen, last)
 
     def observe(self, obs: Observation) -> Outcome:
         outcome = Outcome()
@@ -239,32 +243,8 @@ class Comparator:
         cell = qs.cells.setdefault(obs.server, _Cell())
         at, answer = obs.received, obs.values
         self._down.discard(obs.server)
-        for value, window in list(cell.stale.items()):
-            if value in answer:
-                window.last_seen = at
-                continue
-            del cell.stale[value]
-            if window.cause is None:
-                continue
-            if obs.sent < window.cause.watch:
-                outcome.races.append(Race("layer_ahead_of_watch", qs.target, obs.question,
-                                          obs.server, value))
-            else:
-                outcome.windows += _closed(STALE, qs, obs.question, obs.server, value,
-                                           window.cause, at, at - window.last_seen)
-        for value, window in list(cell.missing.items()):
-            if value not in answer:
-                window.last_seen = at
-                continue
-            del cell.missing[value]
-            if window.cause is None:
-                continue
-            if obs.sent < window.cause.watch:
-                outcome.races.append(Race("layer_ahead_of_watch", qs.target, obs.question,
-                                          obs.server, value))
-            else:
-                outcome.windows += _closed(PROPAGATION, qs, obs.question, obs.server, value,
-                                           window.cause, at, at - window.last_seen)
+        self._close(STALE, cell.stale, qs, obs, outcome)
+        self._close(PROPAGATION, cell.missing, qs, obs, outcome)
         for value in answer:
             if value not in qs.expected and value not in cell.stale:
                 cause = qs.removed.get(value) if self.synced else None
@@ -274,6 +254,26 @@ class Comparator:
                 cell.missing[value] = _Open(None, at, at)
         cell.served, cell.last_sent, cell.last_received = answer, obs.sent, at
         return outcome
+
+    @staticmethod
+    def _close(kind: str, windows: dict[str, _Open], qs: _QuestionState, obs: Observation,
+               outcome: Outcome) -> None:
+        """A stale window closes at the first answer without its value, a missing one at the
+        first answer with it; until then each answer moves `last_seen` on."""
+        for value, window in list(windows.items()):
+            if (value in obs.values) == (kind == STALE):
+                window.last_seen = obs.received
+                continue
+            del windows[value]
+            if window.cause is None:
+                continue
+            if obs.sent < window.cause.seen:
+                outcome.races.append(Race(RaceReason.LAYER_AHEAD_OF_WATCH, qs.target,
+                                          obs.question, obs.server, value))
+            else:
+                outcome.windows += _closed(kind, qs, obs.question, obs.server, value,
+                                           window.cause, obs.received,
+                                           obs.received - window.last_seen)
 
     def converged(self, target: Target, server: ServerRef) -> bool:
         """Every name of the target was probed on the server since its last change, and agrees."""
@@ -291,7 +291,7 @@ class Comparator:
         horizon = now - self.history
         for question, qs in list(self._questions.items()):
             for value, stamp in list(qs.removed.items()):
-                if stamp.watch < horizon:
+                if stamp.seen < horizon:
                     del qs.removed[value]
             if qs.in_truth:
                 continue
@@ -316,7 +316,7 @@ class Comparator:
                     continue
                 for kind, found in ((STALE, cell.stale), (PROPAGATION, cell.missing)):
                     for value, window in found.items():
-                        since = window.cause.watch if window.cause else window.first_seen
+                        since = window.cause.seen if window.cause else window.first_seen
                         yield OpenWindow(kind, qs.target, question, server, value,
                                          now - since, window.cause is not None)
 

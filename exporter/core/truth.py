@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
-from exporter.objects import ServiceState, SliceState
-from exporter.records import (
+from exporter.core.objects import ServiceState, SliceState
+from exporter.core.records import (
     Question,
     Target,
     dashed_ip,
@@ -28,8 +28,8 @@ Answers = Mapping[Question, frozenset[str]]
 class Stamp:
     """When a change happened, on the agent's monotonic clock."""
 
-    watch: float
-    """The agent's receipt of the watch event."""
+    seen: float
+    """The agent's receipt of the watch event: the `watch` reference clock."""
     trigger: float | None = None
     """The slice's last-change-trigger-time, moved onto the monotonic clock; None if absent."""
 

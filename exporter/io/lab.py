@@ -27,10 +27,11 @@ import dns.rdataclass
 import dns.rdatatype
 import dns.rrset
 
-from exporter.records import Question, dashed_ip, rtype_of, srv_value
+from exporter.core.events import Kind
+from exporter.core.records import Question, dashed_ip, rtype_of, srv_value
 
 NOERROR, NXDOMAIN, SERVFAIL = dns.rcode.NOERROR, dns.rcode.NXDOMAIN, dns.rcode.SERVFAIL
-Emit = Callable[[str, str, dict[str, Any]], None]
+Emit = Callable[[Kind, str, dict[str, Any]], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,19 +151,19 @@ class LabCluster:
             old, new = before.get(question, frozenset()), after.get(question, frozenset())
             self.changes += [LabChange(now, question, v, False) for v in sorted(old - new)]
             self.changes += [LabChange(now, question, v, True) for v in sorted(new - old)]
-        self.emit("EndpointSlice", "MODIFIED", self._slice(service))
+        self.emit(Kind.ENDPOINT_SLICE, "MODIFIED", self._slice(service))
 
     def add_service(self, namespace: str, name: str,
                     ports: tuple[tuple[str, int, str], ...] = (("http", 80, "TCP"),)) -> None:
         service = LabService(namespace, name, ports)
         self.services[(namespace, name)] = service
-        self.emit("Service", "ADDED", {
+        self.emit(Kind.SERVICE, "ADDED", {
             "metadata": {"name": name, "namespace": namespace,
                          "resourceVersion": self._next_rv()},
             "spec": {"clusterIP": "None", "selector": {"app": name}, "ipFamilies": ["IPv4"],
                      "ports": [{"name": n, "port": p, "protocol": pr} for n, p, pr in ports]},
         })
-        self.emit("EndpointSlice", "ADDED", self._slice(service))
+        self.emit(Kind.ENDPOINT_SLICE, "ADDED", self._slice(service))
 
     def set_pod(self, namespace: str, service: str, pod: LabPod) -> None:
         """Add a ready pod, or replace one of the same name (a recreated StatefulSet pod)."""

@@ -14,14 +14,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from exporter.comparator import ServerRef
-from exporter.dnsmsg import Answer, Malformed, QueryWire, read_header, reduce
-from exporter.records import Question, split_address
+from exporter.core.dnsmsg import Answer, Malformed, QueryWire, read_header, reduce
+from exporter.core.records import Question, ServerRef, split_address
 
 log = logging.getLogger(__name__)
 
-RESULTS = ("noerror", "nxdomain", "servfail", "refused", "other_rcode", "timeout",
-           "network_error", "malformed")
 _ANSWERED = {"NOERROR": "noerror", "NXDOMAIN": "nxdomain"}
 _FAILED = {"SERVFAIL": "servfail", "REFUSED": "refused"}
 
@@ -33,7 +30,8 @@ class ProbeResult:
     sent: float
     received: float
     result: str
-    """One of RESULTS: an answer (noerror, nxdomain) or an error class."""
+    """An answer (noerror, nxdomain) or an error class (servfail, refused, other_rcode,
+    timeout, network_error, malformed): the `result` label of the probes counter."""
     answer: Answer | None = None
     tcp: bool = False
 

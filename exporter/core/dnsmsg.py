@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import dns.message
 import dns.rdatatype
 
-from exporter.records import Question, srv_value
+from exporter.core.records import Question, srv_value
 
 EDNS_PAYLOAD = 1232
 _TC = 0x0200

@@ -1,0 +1,61 @@
+"""What a truth source hands the agent: object events, relists, and the end of the first sync."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+
+class Kind(StrEnum):
+    """What a watch delivers; the value is the `kind` label of the watch-event counter."""
+
+    SERVICE = "Service"
+    ENDPOINT_SLICE = "EndpointSlice"
+    DNS_SERVICE = "DnsService"
+    """The cluster DNS Service itself: where the kube-dns layer answers."""
+    DNS_ENDPOINT_SLICE = "DnsEndpointSlice"
+    """The cluster DNS Service's slices: the CoreDNS replicas."""
+
+    @property
+    def is_dns(self) -> bool:
+        return self in (Kind.DNS_SERVICE, Kind.DNS_ENDPOINT_SLICE)
+
+
+class RestartReason(StrEnum):
+    """Why a watch relisted or reconnected; the `reason` label of the restart counter."""
+
+    GONE = "gone"
+    """410 Gone: the resourceVersion was compacted away."""
+    ERROR = "error"
+    """A network error, a timeout, or an API error other than the ones below."""
+    FORBIDDEN = "forbidden"
+    """403: RBAC denies list or watch."""
+    UNAUTHORIZED = "unauthorized"
+    """401: the credentials were rejected."""
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectEvent:
+    kind: Kind
+    type: str
+    """ADDED, MODIFIED, DELETED or BOOKMARK, as the watch says."""
+    obj: Any
+
+
+@dataclass(frozen=True, slots=True)
+class Relisted:
+    """A fresh list after a gap in the watch: the whole current state of one kind."""
+
+    kind: Kind
+    objects: tuple[Any, ...]
+    namespace: str | None = None
+    """The watch's scope: a relist replaces only that namespace, or everything when None."""
+
+
+@dataclass(frozen=True, slots=True)
+class Synced:
+    """The initial lists are complete: changes from now on open windows."""
+
+
+SourceEvent = ObjectEvent | Relisted | Synced

@@ -1,0 +1,359 @@
+"""The one reader of Kubernetes JSON: API objects in, frozen records out.
+
+Services, EndpointSlices, the cluster DNS Service and its slices, pods, ConfigMap values, and
+the list, watch and Status envelopes around them. No other module indexes API JSON
+(tests/unit/test_layout.py holds every module to that). A parsed slice dict is an order of
+magnitude larger than what the comparator needs, so the watch keeps only these records. Odd
+objects raise ObjectError with a one-line reason; single bad addresses are dropped and counted
+instead, so one typo loses nothing else.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from exporter.core.records import Target, ip_value, join_address
+
+SERVICE_NAME_LABEL = "kubernetes.io/service-name"
+TRIGGER_ANNOTATION = "endpoints.kubernetes.io/last-change-trigger-time"
+HEADLESS_LABEL = "service.kubernetes.io/headless"
+DNS_PORT = 53
+
+
+class ObjectError(ValueError):
+    """An API object that cannot be read; the message names the object and the field."""
+
+
+@dataclass(frozen=True, slots=True)
+class PortSpec:
+    name: str
+    port: int
+    protocol: str
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointState:
+    addresses: tuple[str, ...]
+    hostname: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class SliceState:
+    namespace: str
+    name: str
+    service: str
+    resource_version: str
+    address_type: str
+    endpoints: tuple[EndpointState, ...]
+    """Endpoints whose `conditions.ready` is not false: what CoreDNS serves."""
+    not_ready: int
+    terminating: int
+    """Endpoints whose `conditions.terminating` is true, ready or not: for `check`'s report."""
+    ports: tuple[PortSpec, ...]
+    trigger_time: float | None
+    """`last-change-trigger-time` as Unix seconds, on the pod's node clock."""
+    invalid_addresses: int = 0
+
+    @property
+    def target(self) -> Target:
+        return Target(self.namespace, self.service)
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceState:
+    target: Target
+    resource_version: str
+    headless: bool
+    cluster_ip: str
+    selector: tuple[tuple[str, str], ...]
+    """The pod selector as sorted (key, value) pairs; empty for a selectorless Service."""
+    publish_not_ready: bool
+    ports: tuple[PortSpec, ...]
+    ip_families: tuple[str, ...]
+    labels: frozenset[tuple[str, str]]
+    annotations: frozenset[tuple[str, str]]
+
+    @property
+    def has_selector(self) -> bool:
+        return bool(self.selector)
+
+
+def _mapping(obj: Any, what: str) -> Mapping[str, Any]:
+    if obj is None:
+        return {}
+    if not isinstance(obj, Mapping):
+        raise ObjectError(f"{what} must be an object, got {type(obj).__name__}")
+    return obj
+
+
+def _metadata(obj: Any, kind: str) -> tuple[str, str, Mapping[str, Any]]:
+    body = _mapping(obj, kind)
+    meta = _mapping(body.get("metadata"), f"{kind}.metadata")
+    name, namespace = meta.get("name"), meta.get("namespace")
+    if not isinstance(name, str) or not name:
+        raise ObjectError(f"{kind} without metadata.name")
+    if not isinstance(namespace, str) or not namespace:
+        raise ObjectError(f"{kind} {name} without metadata.namespace")
+    return namespace, name, meta
+
+
+def _string_pairs(value: Any, what: str) -> frozenset[tuple[str, str]]:
+    return frozenset((str(k), str(v)) for k, v in _mapping(value, what).items())
+
+
+def _ports(raw: Any, where: str) -> tuple[PortSpec, ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        raise ObjectError(f"{where}.ports must be a list")
+    ports = []
+    for item in raw:
+        port = _mapping(item, f"{where}.ports[]")
+        number = port.get("port")
+        if not isinstance(number, int) or isinstance(number, bool):
+            continue  # EndpointSlice ports may leave port unset: "all ports", no SRV record
+        ports.append(
+            PortSpec(str(port.get("name") or ""), number, str(port.get("protocol") or "TCP"))
+        )
+    return tuple(ports)
+
+
+def parse_trigger_time(value: Any) -> float | None:
+    """RFC 3339 time of the annotation, or None when absent or unreadable."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
+def _spec(obj: Any, kind: str, namespace: str, name: str) -> Mapping[str, Any]:
+    return _mapping(_mapping(obj, kind).get("spec"), f"{kind} {namespace}/{name} spec")
+
+
+def parse_service(obj: Any) -> ServiceState:
+    namespace, name, meta = _metadata(obj, "Service")
+    spec = _spec(obj, "Service", namespace, name)
+    families = spec.get("ipFamilies") or []
+    cluster_ip = spec.get("clusterIP")
+    return ServiceState(
+        target=Target(namespace, name),
+        resource_version=str(meta.get("resourceVersion") or ""),
+        headless=cluster_ip == "None",
+        cluster_ip=cluster_ip if isinstance(cluster_ip, str) else "",
+        selector=tuple(sorted(_string_pairs(spec.get("selector"),
+                                            f"Service {namespace}/{name} selector"))),
+        publish_not_ready=bool(spec.get("publishNotReadyAddresses")),
+        ports=_ports(spec.get("ports"), f"Service {namespace}/{name} spec"),
+        ip_families=tuple(str(f) for f in families) if isinstance(families, list) else (),
+        labels=_string_pairs(meta.get("labels"), f"Service {namespace}/{name} labels"),
+        annotations=_string_pairs(
+            meta.get("annotations"), f"Service {namespace}/{name} annotations"
+        ),
+    )
+
+
+def parse_slice(obj: Any) -> SliceState:
+    namespace, name, meta = _metadata(obj, "EndpointSlice")
+    where = f"EndpointSlice {namespace}/{name}"
+    labels = _mapping(meta.get("labels"), f"{where} labels")
+    service = labels.get(SERVICE_NAME_LABEL)
+    if not isinstance(service, str) or not service:
+        raise ObjectError(f"{where} has no {SERVICE_NAME_LABEL} label")
+    body = _mapping(obj, where)
+    raw_endpoints = body.get("endpoints")
+    raw_endpoints = [] if raw_endpoints is None else raw_endpoints
+    if not isinstance(raw_endpoints, list):
+        raise ObjectError(f"{where}.endpoints must be a list")
+    endpoints: list[EndpointState] = []
+    not_ready = invalid = terminating = 0
+    for item in raw_endpoints:
+        endpoint = _mapping(item, f"{where}.endpoints[]")
+        conditions = _mapping(endpoint.get("conditions"), f"{where} conditions")
+        terminating += conditions.get("terminating") is True
+        if conditions.get("ready") is False:
+            not_ready += 1
+            continue
+        addresses = []
+        for address in endpoint.get("addresses") or []:
+            try:
+                addresses.append(ip_value(str(address)))
+            except ValueError:
+                invalid += 1
+        hostname = endpoint.get("hostname")
+        endpoints.append(
+            EndpointState(tuple(addresses), hostname if isinstance(hostname, str) else None)
+        )
+    annotations = _mapping(meta.get("annotations"), f"{where} annotations")
+    return SliceState(
+        namespace=namespace,
+        name=name,
+        service=service,
+        resource_version=str(meta.get("resourceVersion") or ""),
+        address_type=str(body.get("addressType") or "IPv4"),
+        endpoints=tuple(endpoints),
+        not_ready=not_ready,
+        terminating=terminating,
+        ports=_ports(body.get("ports"), where),
+        trigger_time=parse_trigger_time(annotations.get(TRIGGER_ANNOTATION)),
+        invalid_addresses=invalid,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class DnsServiceState:
+    """The cluster DNS Service: where the kube-dns layer answers."""
+
+    cluster_ip: str | None
+    """None for a headless or IP-less Service: there is no kube-dns address to probe."""
+    port: int
+
+
+@dataclass(frozen=True, slots=True)
+class DnsSliceState:
+    """One EndpointSlice of the cluster DNS Service: its ready replicas as `host:port`."""
+
+    name: str
+    servers: tuple[str, ...]
+
+
+def _dns_port(raw: Any) -> int:
+    """The UDP port named `dns` (or the only unnamed UDP port); 53 when there is none."""
+    for item in raw if isinstance(raw, list) else []:
+        if not isinstance(item, Mapping):
+            continue
+        number = item.get("port")
+        if item.get("protocol", "UDP") == "UDP" and item.get("name", "dns") == "dns" \
+                and isinstance(number, int) and not isinstance(number, bool):
+            return number
+    return DNS_PORT
+
+
+def parse_dns_service(obj: Any) -> DnsServiceState:
+    namespace, name, _ = _metadata(obj, "Service")
+    spec = _spec(obj, "Service", namespace, name)
+    ip = spec.get("clusterIP")
+    usable = isinstance(ip, str) and ip not in ("", "None")
+    return DnsServiceState(str(ip) if usable else None, _dns_port(spec.get("ports")))
+
+
+def parse_dns_slice(obj: Any) -> DnsSliceState:
+    namespace, name, _ = _metadata(obj, "EndpointSlice")
+    where = f"EndpointSlice {namespace}/{name}"
+    body = _mapping(obj, where)
+    port = _dns_port(body.get("ports"))
+    servers = []
+    raw_endpoints = body.get("endpoints")
+    for item in raw_endpoints if isinstance(raw_endpoints, list) else []:
+        if not isinstance(item, Mapping):
+            continue
+        if _mapping(item.get("conditions"), f"{where} conditions").get("ready") is False:
+            continue
+        for address in item.get("addresses") or []:
+            try:
+                servers.append(join_address(ip_value(str(address)), port))
+            except ValueError:
+                continue
+    return DnsSliceState(name, tuple(servers))
+
+
+def object_name(obj: Any, kind: str) -> str:
+    """`metadata.name` of a namespaced object; ObjectError when it has none."""
+    return _metadata(obj, kind)[1]
+
+
+@dataclass(frozen=True, slots=True)
+class PodState:
+    """What `check` reads of a pod: its DNS identity and readiness."""
+
+    name: str
+    hostname: str | None
+    subdomain: str | None
+    ready: bool
+    ready_reason: str
+    """Why the pod is not Ready, from its Ready condition; empty when it is."""
+
+
+def parse_pod(obj: Any) -> PodState:
+    namespace, name, _ = _metadata(obj, "Pod")
+    spec = _spec(obj, "Pod", namespace, name)
+    status = _mapping(_mapping(obj, "Pod").get("status"), f"Pod {namespace}/{name} status")
+    conditions = status.get("conditions")
+    ready, reason = False, "no Ready condition"
+    for item in conditions if isinstance(conditions, list) else []:
+        condition = _mapping(item, f"Pod {namespace}/{name} conditions[]")
+        if condition.get("type") != "Ready":
+            continue
+        ready = condition.get("status") == "True"
+        detail = str(condition.get("reason") or "no reason given")
+        message = condition.get("message")
+        reason = "" if ready else f"{detail}: {message}" if message else detail
+    hostname, subdomain = spec.get("hostname"), spec.get("subdomain")
+    return PodState(name, hostname if isinstance(hostname, str) and hostname else None,
+                    subdomain if isinstance(subdomain, str) and subdomain else None,
+                    ready, reason)
+
+
+def configmap_value(obj: Any, key: str) -> str:
+    """One key of a ConfigMap's `data`; empty when absent."""
+    namespace, name, _ = _metadata(obj, "ConfigMap")
+    value = _mapping(_mapping(obj, "ConfigMap").get("data"),
+                     f"ConfigMap {namespace}/{name} data").get(key)
+    return value if isinstance(value, str) else ""
+
+
+@dataclass(frozen=True, slots=True)
+class Listing:
+    """A list response: its items, still raw, and the resourceVersion to watch from."""
+
+    items: tuple[Any, ...]
+    resource_version: str
+
+
+def parse_list(body: Any) -> Listing:
+    envelope = _mapping(body, "list response")
+    items = envelope.get("items")
+    if items is not None and not isinstance(items, list):
+        raise ObjectError("list response items must be a list")
+    meta = _mapping(envelope.get("metadata"), "list response metadata")
+    return Listing(tuple(items or ()), str(meta.get("resourceVersion") or ""))
+
+
+@dataclass(frozen=True, slots=True)
+class Status:
+    """A Kubernetes Status: the body of an API error, or of a watch ERROR event."""
+
+    code: int
+    reason: str
+    message: str
+
+
+def parse_status(body: Any, default_code: int = 500, default_reason: str = "") -> Status:
+    """Never raises: an error body that is not a Status keeps the HTTP code and reason."""
+    envelope = body if isinstance(body, Mapping) else {}
+    code = envelope.get("code")
+    return Status(code if isinstance(code, int) and not isinstance(code, bool) else default_code,
+                  str(envelope.get("reason") or default_reason), str(envelope.get("message") or ""))
+
+
+@dataclass(frozen=True, slots=True)
+class WatchEvent:
+    """One line of a watch stream, its object still raw."""
+
+    type: str
+    obj: Any
+    resource_version: str | None
+    """The object's resourceVersion, to resume from; None when it carries none."""
+
+
+def parse_watch_event(line: Any) -> WatchEvent:
+    envelope = _mapping(line, "watch event")
+    obj = envelope.get("object")
+    meta = obj.get("metadata") if isinstance(obj, Mapping) else None
+    version = meta.get("resourceVersion") if isinstance(meta, Mapping) else None
+    return WatchEvent(str(envelope.get("type") or ""), obj if obj is not None else {},
+                      str(version) if version else None)

@@ -1,0 +1,96 @@
+"""DNS questions and record values, normalised so that truth and answers compare as sets."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class Target:
+    """A headless Service that the agent monitors."""
+
+    namespace: str
+    service: str
+
+    def __str__(self) -> str:
+        return f"{self.namespace}/{self.service}"
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class Question:
+    """One DNS question: an absolute, lower-case name and a record type."""
+
+    name: str
+    rtype: str
+
+    def __str__(self) -> str:
+        return f"{self.name} {self.rtype}"
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class ServerRef:
+    """One DNS server of one layer: the layer's name and the server's `host:port`."""
+
+    layer: str
+    address: str
+
+
+def service_domain(target: Target, zone: str) -> str:
+    """`<svc>.<ns>.svc.<zone>.`, the name the kubernetes plugin serves for a Service."""
+    return f"{target.service}.{target.namespace}.svc.{zone.strip('.')}.".lower()
+
+
+def ip_value(text: str) -> str:
+    """Canonical text of an IP address; raises ValueError on anything else."""
+    return str(ipaddress.ip_address(text.strip()))
+
+
+def srv_value(port: int, target: str) -> str:
+    """An SRV record compared by port and target only: weights and priorities vary by server."""
+    return f"{port} {target.lower().rstrip('.')}."
+
+
+def dashed_ip(address: str) -> str:
+    """The label CoreDNS gives an endpoint without a hostname: its IP with dashes."""
+    return address.replace(".", "-").replace(":", "-")
+
+
+def split_address(address: str, default_port: int | None = 53) -> tuple[str, int]:
+    """The one `host:port` reader: `host`, `host:port`, `[v6]`, `[v6]:port` or a bare IPv6
+    address. With `default_port` None the port is required. ValueError says what is wrong."""
+    text = address.strip()
+    port_text: str | None = None
+    if text.startswith("["):
+        host, closed, rest = text[1:].partition("]")
+        if not closed or (rest and not rest.startswith(":")):
+            raise ValueError("write IPv6 hosts in brackets, e.g. [fd00::10]:53")
+        port_text = rest[1:] if rest else None
+    elif text.count(":") == 1:
+        host, _, port_text = text.partition(":")
+    elif ":" in text and default_port is None:
+        raise ValueError("write IPv6 hosts in brackets, e.g. [::]:9897")
+    else:
+        host = text
+    if port_text is None:
+        if default_port is None:
+            raise ValueError("needs a port, e.g. 0.0.0.0:9897")
+        return host, default_port
+    if not port_text.isdigit() or int(port_text) > 65535:
+        raise ValueError(f"{port_text!r} is not a port from 0 to 65535")
+    return host, int(port_text)
+
+
+def join_address(host: str, port: int) -> str:
+    """`host:port`, with an IPv6 host in brackets."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def with_port(address: str, default_port: int = 53) -> str:
+    """An address in the one canonical `host:port` form, the default port added if absent."""
+    return join_address(*split_address(address, default_port))
+
+
+def rtype_of(address: str) -> str:
+    """A for IPv4 text, AAAA for IPv6 text."""
+    return "AAAA" if ":" in address else "A"

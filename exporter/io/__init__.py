@@ -1,0 +1,1 @@
+"""The adapters at the edges: DNS sockets, the Kubernetes watch, HTTP, metrics and the lab."""
