@@ -29,6 +29,7 @@ from exporter.core.objects import (
     parse_watch_event,
 )
 from exporter.io.kubeconfig import ClusterAccess
+from exporter.io.tasks import Background
 
 log = logging.getLogger(__name__)
 
@@ -265,19 +266,15 @@ class KubeSource:
     async def events(self) -> AsyncIterator[SourceEvent]:
         # Jitter spreads a DaemonSet's first lists, so a rollout does not hit the API at once.
         await asyncio.sleep(self.rng.uniform(0, self.start_jitter))
-        tasks = [asyncio.create_task(self._supervise(w), name=f"watch {w.resource.kind}")
-                 for w in self.watchers]
-        tasks.append(asyncio.create_task(self._await_lists()))
-        try:
+        async with Background() as tasks:
+            for watcher in self.watchers:
+                tasks.start(self._supervise(watcher), f"watch {watcher.resource.kind}")
+            tasks.start(self._await_lists(), "lists")
             while True:
                 event = await self.queue.get()
                 if isinstance(event, BaseException):
                     raise event
                 yield event
-        finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _supervise(self, watcher: Watcher) -> None:
         """A watcher only ends by a bug: hand it to the consumer rather than lose it."""
