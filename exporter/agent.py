@@ -105,15 +105,16 @@ class Agent:
             if event.kind == Kind.SERVICE:
                 return self.truth.replace_services(map(parse_service, event.objects), now,
                                                    event.namespace)
-            return self.truth.replace_slices(map(parse_slice, event.objects), now,
-                                             event.namespace)
+            return self.truth.replace_slices(
+                (parse_slice(obj, self.settings.endpoint_pod_names) for obj in event.objects),
+                now, event.namespace)
         deleted = event.type == "DELETED"
         if event.kind == Kind.SERVICE:
             service = parse_service(event.obj)
             if deleted:
                 return self.truth.delete_service(service.target, now)
             return self.truth.apply_service(service, now)
-        one = parse_slice(event.obj)
+        one = parse_slice(event.obj, self.settings.endpoint_pod_names)
         if deleted:
             return self.truth.delete_slice(one.target, one.name, now)
         if one.invalid_addresses:

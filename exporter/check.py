@@ -300,9 +300,13 @@ async def diagnose(settings: Settings, target: Target, out: TextIO = sys.stdout,
         verdicts += service_checks(target, service)
         if service is None or not service.headless:
             return Report(target, verdicts, [], {}, [], time.monotonic() - started)
+        cluster, nodelocal, problem = await _corefiles(api, settings)
+        if cluster is not None:  # the Corefile knows better than a setting
+            settings = replace(settings, endpoint_pod_names=cluster.endpoint_pod_names)
         listed = await _require(api, f"/apis/discovery.k8s.io/v1/namespaces/{ns}/endpointslices",
                                 {"labelSelector": f"{SERVICE_NAME_LABEL}={svc}"})
-        slices = [_read(parse_slice, s) for s in _read(parse_list, listed).items] if listed else []
+        slices = [_read(lambda s: parse_slice(s, settings.endpoint_pod_names), s)
+                  for s in _read(parse_list, listed).items] if listed else []
         verdicts += endpoint_checks(service, slices)
         pods: list[PodState] | None = []
         if service.selector:
@@ -326,7 +330,6 @@ async def diagnose(settings: Settings, target: Target, out: TextIO = sys.stdout,
         resolv = _resolv_conf(settings)
         if resolv is not None:
             verdicts += resolver_checks(service_domain(target, settings.zone), resolv)
-        cluster, nodelocal, problem = await _corefiles(api, settings)
         layer_bounds = bounds(cluster, nodelocal) if cluster else {}
         verdicts += cluster_dns_checks(cluster, nodelocal, layer_bounds,
                                        settings.max_staleness or None, problem)

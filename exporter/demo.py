@@ -122,7 +122,8 @@ class Incident:
         cluster, names = self.cluster, set()
         for service in cluster.services.values():
             domain = cluster.domain(service)
-            names |= set(cluster.answers(service)) | {Question(domain, "A")} | {
+            names |= set(cluster.answers(service)) | {
+                Question(domain, "A"), Question(domain, "SRV")} | {
                 Question(f"_{name}._{proto.lower()}.{domain}", "SRV")
                 for name, _, proto in service.ports}
             names |= {c.question for c in cluster.changes if c.question.name.endswith(domain)}

@@ -183,6 +183,10 @@ class Settings:
         (), _static, ("run", "check"),
         doc=("Extra servers, comma-separated NAME=IP[:PORT]; NAME is the layer, "
              "e.g. upstream=10.0.0.10."))
+    endpoint_pod_names: bool = setting(
+        False, None, ("run", "check"),
+        doc=("Set when the cluster's CoreDNS kubernetes plugin has endpoint_pod_names: endpoints "
+             "without a hostname are named by their pod; check reads it from the Corefile."))
     node_name: str = setting(
         "", None, ("run",),
         doc="This node's name (downward API); it shards the per-replica CoreDNS probes.")
@@ -247,6 +251,9 @@ def settings_for(command: str) -> list[str]:
     return [f.name for f in fields(Settings) if command in f.metadata["commands"]]
 
 
+_BOOLEANS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
+
+
 def _convert(raw: Any, kind: Any) -> Any:
     if kind == "tuple[str, ...]":
         if isinstance(raw, list | tuple):
@@ -256,6 +263,11 @@ def _convert(raw: Any, kind: Any) -> Any:
         else:
             raise ValueError("must be a list or a comma-separated string")
         return tuple(item.strip() for item in items if item.strip())
+    if kind == "bool":
+        text = str(raw).strip().lower()
+        if text not in _BOOLEANS:
+            raise ValueError(f"must be true or false, got {raw!r}")
+        return _BOOLEANS[text]
     if isinstance(raw, bool | list | dict):
         raise ValueError(f"must be a single {kind}, got {type(raw).__name__}")
     if kind == "int":

@@ -90,7 +90,8 @@ def config_settings() -> list[tuple[str, Any, str, Json]]:
     """(name, default, help, schema) of every `run` setting that values.config may hold."""
     docs = agent_settings.field_docs()
     run = set(agent_settings.settings_for("run"))
-    types = {"str": "string", "int": "integer", "float": "number", "tuple[str, ...]": "array"}
+    types = {"str": "string", "int": "integer", "float": "number", "bool": "boolean",
+             "tuple[str, ...]": "array"}
     out = []
     for f in fields(agent_settings.Settings):
         if f.name not in run or f.name in CHART_OWNED:
@@ -139,7 +140,7 @@ def dashboard_files() -> list[Path]:
 
 # -- values.yaml -----------------------------------------------------------------------------
 def _yaml_scalar(value: Any) -> str:
-    return json.dumps(value) if isinstance(value, str | list) else str(value)
+    return json.dumps(value) if isinstance(value, str | list | bool) else str(value)
 
 
 def config_block(indent: str) -> list[str]:

@@ -33,6 +33,7 @@ class Cache:
 class CorefileSettings:
     kubernetes_ttl: int | None
     """The kubernetes plugin's TTL; None when the Corefile has no kubernetes plugin."""
+    endpoint_pod_names: bool
     cache: Cache | None
     forwards: tuple[str, ...]
 
@@ -125,20 +126,32 @@ def _cache(directive: Block) -> Cache:
                  min(min_success, min_denial), stale, prefetch)
 
 
+def _block_zones(block: Block) -> list[str]:
+    """The zones a server block's keys name (`.:53`, `dns://cluster.local:53`, ...), lower
+    case without dots at the ends; the root is ""."""
+    zones = []
+    for key in (block.name, *block.args):
+        key = key.split("://", 1)[-1]
+        zone = key.rsplit(":", 1)[0] if ":" in key else key
+        zones.append(zone.strip(".").lower())
+    return zones
+
+
 def settings_of(text: str, zone: str = "cluster.local") -> CorefileSettings:
-    """The server block that serves `zone` (or the root), and what it does."""
-    blocks = parse(text)
-    zone = zone.strip(".")
-
-    def serves(block: Block) -> bool:
-        keys = [block.name, *block.args]
-        return any(k.split(":")[0].strip(".") in (zone, "") or k.startswith(".:") or k == "."
-                   for k in keys)
-
-    chosen = next((b for b in blocks if serves(b)), blocks[0] if blocks else None)
-    if chosen is None:
-        raise CorefileError("no server block")
+    """What the server block that answers `zone` does: CoreDNS hands a query to the block
+    of the most specific zone that contains the name (core/dnsserver), not the first one."""
+    zone = zone.strip(".").lower()
+    best: tuple[int, Block] | None = None
+    for block in parse(text):
+        for block_zone in _block_zones(block):
+            contains = block_zone == "" or zone == block_zone or zone.endswith(f".{block_zone}")
+            if contains and (best is None or len(block_zone) > best[0]):
+                best = (len(block_zone), block)
+    if best is None:
+        raise CorefileError(f"no server block serves {zone}")
+    chosen = best[1]
     ttl = cache = None
+    pod_names = False
     forwards: list[str] = []
     for directive in chosen.children:
         if directive.name == "kubernetes":
@@ -146,11 +159,12 @@ def settings_of(text: str, zone: str = "cluster.local") -> CorefileSettings:
             for child in directive.children:
                 if child.name == "ttl" and child.args:
                     ttl = _int(child.args[0], "kubernetes ttl")
+                pod_names = pod_names or child.name == "endpoint_pod_names"
         elif directive.name == "cache":
             cache = _cache(directive)
         elif directive.name == "forward" and len(directive.args) >= 2:
             forwards += directive.args[1:]
-    return CorefileSettings(ttl, cache, tuple(forwards))
+    return CorefileSettings(ttl, pod_names, cache, tuple(forwards))
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from exporter.core.records import Target, ip_value, join_address
+from exporter.core.records import Target, dashed_ip, ip_value, join_address, served_ip
 
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 TRIGGER_ANNOTATION = "endpoints.kubernetes.io/last-change-trigger-time"
@@ -37,7 +37,20 @@ class PortSpec:
 @dataclass(frozen=True, slots=True)
 class EndpointState:
     addresses: tuple[str, ...]
+    """What DNS answers carry: canonical IPs, IPv4-mapped ones as IPv4 (`served_ip`)."""
     hostname: str | None
+    pod_name: str | None = None
+    """`targetRef.name`, kept only for `endpoint_pod_names` and when under 64 characters."""
+    written: tuple[str, ...] = ()
+    """The addresses as the slice writes them, kept only where that differs from `addresses`:
+    CoreDNS builds the dashed-IP label from this text."""
+
+    def labels(self) -> tuple[str, ...]:
+        """The endpoint's DNS label per address: hostname, pod name, or the dashed IP."""
+        name = self.hostname or self.pod_name
+        if name:
+            return (name.lower(),) * len(self.addresses)
+        return tuple(dashed_ip(a) for a in self.written or self.addresses)
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,7 +170,13 @@ def parse_service(obj: Any) -> ServiceState:
     )
 
 
-def parse_slice(obj: Any) -> SliceState:
+POD_NAME_MAX = 63
+"""CoreDNS ignores a `targetRef.name` that is too long to be a DNS label."""
+
+
+def parse_slice(obj: Any, pod_names: bool = False) -> SliceState:
+    """`pod_names`: keep each endpoint's pod name, for the kubernetes plugin's
+    `endpoint_pod_names` option."""
     namespace, name, meta = _metadata(obj, "EndpointSlice")
     where = f"EndpointSlice {namespace}/{name}"
     labels = _mapping(meta.get("labels"), f"{where} labels")
@@ -165,6 +184,7 @@ def parse_slice(obj: Any) -> SliceState:
     if not isinstance(service, str) or not service:
         raise ObjectError(f"{where} has no {SERVICE_NAME_LABEL} label")
     body = _mapping(obj, where)
+    address_type = str(body.get("addressType") or "IPv4")
     raw_endpoints = body.get("endpoints")
     raw_endpoints = [] if raw_endpoints is None else raw_endpoints
     if not isinstance(raw_endpoints, list):
@@ -178,23 +198,29 @@ def parse_slice(obj: Any) -> SliceState:
         if conditions.get("ready") is False:
             not_ready += 1
             continue
-        addresses = []
+        if address_type == "FQDN":
+            continue  # CoreDNS answers these with CNAMEs: no A, AAAA or SRV values
+        addresses, written = [], []
         for address in endpoint.get("addresses") or []:
             try:
-                addresses.append(ip_value(str(address)))
+                addresses.append(served_ip(str(address)))
+                written.append(str(address).strip())
             except ValueError:
                 invalid += 1
         hostname = endpoint.get("hostname")
-        endpoints.append(
-            EndpointState(tuple(addresses), hostname if isinstance(hostname, str) else None)
-        )
+        ref = _mapping(endpoint.get("targetRef"), f"{where} targetRef").get("name")
+        pod = ref if pod_names and isinstance(ref, str) and 0 < len(ref) <= POD_NAME_MAX \
+            else None
+        endpoints.append(EndpointState(
+            tuple(addresses), hostname if isinstance(hostname, str) and hostname else None,
+            pod, tuple(written) if written != addresses else ()))
     annotations = _mapping(meta.get("annotations"), f"{where} annotations")
     return SliceState(
         namespace=namespace,
         name=name,
         service=service,
         resource_version=str(meta.get("resourceVersion") or ""),
-        address_type=str(body.get("addressType") or "IPv4"),
+        address_type=address_type,
         endpoints=tuple(endpoints),
         not_ready=not_ready,
         terminating=terminating,

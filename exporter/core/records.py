@@ -52,8 +52,22 @@ def srv_value(port: int, target: str) -> str:
 
 
 def dashed_ip(address: str) -> str:
-    """The label CoreDNS gives an endpoint without a hostname: its IP with dashes."""
-    return address.replace(".", "-").replace(":", "-")
+    """The label CoreDNS gives an endpoint without a hostname (plugin/kubernetes
+    `endpointHostname`): the address text as the slice writes it, dots or colons turned into
+    dashes, and a `0` after a trailing dash (`fd00:10:244::` is `fd00-10-244--0`)."""
+    if "." in address:
+        return address.replace(".", "-").lower()
+    label = address.replace(":", "-").lower()
+    return label + "0" if label.endswith("-") else label
+
+
+def served_ip(text: str) -> str:
+    """The IP a DNS answer carries for an address: canonical text, and an IPv4-mapped IPv6
+    address as its IPv4 (CoreDNS serves it as an A record); ValueError on anything else."""
+    address = ipaddress.ip_address(text.strip())
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return str(address.ipv4_mapped)
+    return str(address)
 
 
 def split_address(address: str, default_port: int | None = 53) -> tuple[str, int]:

@@ -12,14 +12,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from exporter.core.objects import ServiceState, SliceState
-from exporter.core.records import (
-    Question,
-    Target,
-    dashed_ip,
-    rtype_of,
-    service_domain,
-    srv_value,
-)
+from exporter.core.records import Question, Target, rtype_of, service_domain, srv_value
 
 Answers = Mapping[Question, frozenset[str]]
 
@@ -48,29 +41,34 @@ class Update:
 def expected_answers(
     service: ServiceState, slices: Iterable[SliceState], zone: str
 ) -> dict[Question, frozenset[str]]:
-    """Every question the Service's DNS names raise, and the record values CoreDNS serves."""
+    """Every question the Service's DNS names raise, and the record values CoreDNS serves
+    (plugin/kubernetes `findServices`): per address an A or AAAA record at the Service name
+    and at the endpoint's own name (hostname, pod name or dashed IP), and per address and
+    port an SRV record at both of those names, plus one at `_port._proto` for a named port.
+    A slice without ports has no SRV records at all."""
     domain = service_domain(service.target, zone)
     families = {"A"} | ({"AAAA"} if "IPv6" in service.ip_families else set())
-    values: dict[Question, set[str]] = {}
+    values: dict[Question, set[str]] = {Question(domain, "SRV"): set()}
     for port in service.ports:
         if port.name:
             values[Question(f"_{port.name}._{port.protocol.lower()}.{domain}", "SRV")] = set()
     for one in slices:
         if one.address_type not in ("IPv4", "IPv6"):
-            continue  # CoreDNS ignores FQDN slices
-        named = [p for p in one.ports if p.name]
+            continue  # FQDN slices: CoreDNS answers them with CNAMEs
         for endpoint in one.endpoints:
-            for address in endpoint.addresses:
+            for address, label in zip(endpoint.addresses, endpoint.labels(), strict=True):
                 rtype = rtype_of(address)
                 families.add(rtype)
                 values.setdefault(Question(domain, rtype), set()).add(address)
-                label = endpoint.hostname or dashed_ip(address)
-                if endpoint.hostname:
-                    pod = Question(f"{endpoint.hostname}.{domain}".lower(), rtype)
-                    values.setdefault(pod, set()).add(address)
-                for port in named:
-                    srv = Question(f"_{port.name}._{port.protocol.lower()}.{domain}", "SRV")
-                    values.setdefault(srv, set()).add(srv_value(port.port, f"{label}.{domain}"))
+                values.setdefault(Question(f"{label}.{domain}", rtype), set()).add(address)
+                target = f"{label}.{domain}"
+                for port in one.ports:
+                    record = srv_value(port.port, target)
+                    values[Question(domain, "SRV")].add(record)
+                    values.setdefault(Question(target, "SRV"), set()).add(record)
+                    if port.name:
+                        srv = Question(f"_{port.name}._{port.protocol.lower()}.{domain}", "SRV")
+                        values.setdefault(srv, set()).add(srv_value(port.port, target))
     for rtype in families:
         values.setdefault(Question(domain, rtype), set())
     return {q: frozenset(v) for q, v in values.items()}

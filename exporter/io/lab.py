@@ -96,13 +96,14 @@ class LabCluster:
             if not pod.ready:
                 continue
             rtype = rtype_of(pod.ip)
+            own = f"{pod.hostname or dashed_ip(pod.ip)}.{domain}"
             out.setdefault(Question(domain, rtype), set()).add(pod.ip)
-            if pod.hostname:
-                out.setdefault(Question(f"{pod.hostname}.{domain}", rtype), set()).add(pod.ip)
-            label = pod.hostname or dashed_ip(pod.ip)
+            out.setdefault(Question(own, rtype), set()).add(pod.ip)
             for name, port, proto in service.ports:
-                srv = Question(f"_{name}._{proto.lower()}.{domain}", "SRV")
-                out.setdefault(srv, set()).add(srv_value(port, f"{label}.{domain}"))
+                record = srv_value(port, own)
+                for srv in (Question(f"_{name}._{proto.lower()}.{domain}", "SRV"),
+                            Question(domain, "SRV"), Question(own, "SRV")):
+                    out.setdefault(srv, set()).add(record)
         return {q: frozenset(v) for q, v in out.items()}
 
     def lookup(self, question: Question) -> frozenset[str] | None:

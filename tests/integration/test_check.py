@@ -108,10 +108,11 @@ def test_healthy_service_is_all_ok(env: Env) -> None:
     assert lines(report, "endpoints") == [("ok", "3 ready, 0 not ready (0 terminating) in "
                                                  "1 EndpointSlice")]
     assert lines(report, "pods") == [("ok", "3 pods: hostnames and subdomains match")]
+    # The Service's A, bare SRV and _http._tcp SRV, and each pod's A and SRV: 9 names.
     assert lines(report, "dns") == [
-        ("ok", f"coredns {env.cluster.hostport}: 5 names agree with the truth (TTL 5, "
+        ("ok", f"coredns {env.cluster.hostport}: 9 names agree with the truth (TTL 5, "
                f"{_rtt(report, 'coredns')})"),
-        ("ok", f"node-local {env.nodelocal.hostport}: 5 names agree with the truth (TTL 5, "
+        ("ok", f"node-local {env.nodelocal.hostport}: 9 names agree with the truth (TTL 5, "
                f"{_rtt(report, 'node-local')})")]
     assert ("ok", "coredns can serve a removed record for up to 5 s, a cached NXDOMAIN for up "
                   "to 5 s") in lines(report, "cluster-dns")
@@ -230,7 +231,8 @@ def test_watch_reports_windows_and_a_100_pod_service_is_fast(env: Env) -> None:
     elapsed = time.monotonic() - started
     SCENARIOS.append(("check runtime, 100-pod Service", "all", "-", "-", f"{elapsed:.2f}s"))
     assert code == 0, report["checks"]
-    assert len(report["servers"][0]["names"]) == 102  # A, SRV and 100 per-pod names
+    # The Service's A, bare SRV and _http._tcp SRV, and each pod's A and SRV.
+    assert len(report["servers"][0]["names"]) == 203
     proc = subprocess.Popen(
         [sys.executable, "-m", "exporter", "check", f"{NS}/big", "--output", "json",
          "--kubeconfig", str(env.kubeconfig), "--layers", "node-local", "--follow", "18",

@@ -143,15 +143,17 @@ class NamespacedCoreDNS(CoreDNS):
 
 
 def zone_file(namespace: str, ips: list[str]) -> str:
-    """What the cluster DNS serves for `web` (A and the SRV of its named port)."""
+    """What the cluster DNS serves for `web`: A at the Service and each endpoint's dashed
+    name, and the SRV of its port at the bare name, the endpoint's name and `_http._tcp`."""
     svc = f"web.{namespace}.svc"
     lines = ["$ORIGIN cluster.local.",
              "@ 30 IN SOA ns.dns.cluster.local. hostmaster.cluster.local. 1 7200 1800 86400 5",
              "@ 30 IN NS ns.dns.cluster.local."]
     for ip in ips:
-        lines.append(f"{svc} 5 IN A {ip}")
-        lines.append(f"_http._tcp.{svc} 5 IN SRV 0 50 80 {ip.replace('.', '-')}.{svc}"
-                     ".cluster.local.")
+        own = f"{ip.replace('.', '-')}.{svc}"
+        lines += [f"{svc} 5 IN A {ip}", f"{own} 5 IN A {ip}"]
+        lines += [f"{name} 5 IN SRV 0 50 80 {own}.cluster.local."
+                  for name in (f"_http._tcp.{svc}", svc, own)]
     return "\n".join(lines) + "\n"
 
 

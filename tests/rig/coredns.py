@@ -24,6 +24,7 @@ def cluster_corefile(
     cache: int | None = None,
     zone: str = CLUSTER_DOMAIN,
     log_queries: bool = False,
+    kubernetes_options: Sequence[str] = (),
 ) -> str:
     """The Corefile of a cluster DNS server (one ``.`` server block; the port
     comes from ``-dns.port``).
@@ -42,6 +43,7 @@ def cluster_corefile(
         f"        endpoint {apiserver_url}",
         f"        kubeconfig {kubeconfig}",
         f"        ttl {ttl}",
+        *(f"        {option}" for option in kubernetes_options),
         "        fallthrough in-addr.arpa ip6.arpa",
         "    }",
         *([f"    cache {cache}"] if cache is not None else []),
@@ -137,8 +139,10 @@ class CoreDNS(ManagedProcess):
         cache: int | None = None,
         name: str = "coredns-cluster",
         log_queries: bool = False,
+        kubernetes_options: Sequence[str] = (),
     ) -> CoreDNS:
-        """A cluster DNS server for ``apiserver`` on a fresh loopback address."""
+        """A cluster DNS server for ``apiserver`` on a fresh loopback address; extra lines
+        for its kubernetes block (e.g. ``endpoint_pod_names``) in ``kubernetes_options``."""
         return cls._on_fresh_address(
             binary,
             workdir,
@@ -151,6 +155,7 @@ class CoreDNS(ManagedProcess):
                 ttl=ttl,
                 cache=cache,
                 log_queries=log_queries,
+                kubernetes_options=kubernetes_options,
             ),
         )
 

@@ -30,6 +30,8 @@ BAD_FLAGS = [
      "static_servers (--static-servers): bad entry"),
     (["run", "--static-servers", "up=not-an-ip"], "bad entry 'up=not-an-ip'"),
     (["run", "--node-local-address", "169.254.20"], "must be an IP address"),
+    (["run", "--endpoint-pod-names", "maybe"],
+     "endpoint_pod_names (--endpoint-pod-names): must be true or false, got 'maybe'"),
     (["run", "--max-targets", "0"], "max_targets (--max-targets): must be a whole number >= 1"),
     (["demo", "--no-such-flag"], "unrecognized arguments: --no-such-flag"),
     (["demo", "--listen"], "argument --listen: expected one argument"),
@@ -117,3 +119,13 @@ def test_console_script_prints_no_traceback() -> None:
     assert proc.returncode == 2
     assert proc.stderr == ("dns-staleness-exporter: error: duration (--duration): "
                            "must be a number, got 'x'\n")
+
+
+def test_booleans_from_every_source(tmp_path: Path) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text("endpoint_pod_names: true\n")
+    assert load("run", {}, {}, str(config)).endpoint_pod_names is True
+    assert load("run", {}, {env_of("endpoint_pod_names"): "No"}, str(config)) \
+        .endpoint_pod_names is False
+    assert load("run", {"endpoint_pod_names": "1"}, {}, None).endpoint_pod_names is True
+    assert load("run", {}, {}, None).endpoint_pod_names is False

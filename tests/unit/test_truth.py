@@ -64,23 +64,66 @@ def test_duplicates_across_slices_and_dual_stack() -> None:
     assert got[Question(f"_http._tcp.{D}", "SRV")] == {f"80 web-0.{D}"}
 
 
-def test_srv_targets_hostname_or_dashed_ip_for_named_ports_only() -> None:
+def test_srv_targets_hostname_or_dashed_ip_and_every_port_at_the_bare_name() -> None:
+    # As the real CoreDNS serves them (tests/integration/test_fidelity.py).
     ports = [{"name": "http", "port": 80, "protocol": "TCP"}, {"port": 9000, "protocol": "UDP"}]
     got = answers(service(), slice_("a", endpoint("10.0.0.1", "web-0"), endpoint("10.0.0.2"),
                                     ports=ports))
     assert got[Question(f"_http._tcp.{D}", "SRV")] == {f"80 web-0.{D}", f"80 10-0-0-2.{D}"}
-    assert [q for q in got if q.rtype == "SRV"] == [Question(f"_http._tcp.{D}", "SRV")]
-    assert Question(f"10-0-0-2.{D}", "A") not in got
+    assert got[Question(D, "SRV")] == {f"80 web-0.{D}", f"9000 web-0.{D}",
+                                       f"80 10-0-0-2.{D}", f"9000 10-0-0-2.{D}"}
+    assert got[Question(f"web-0.{D}", "SRV")] == {f"80 web-0.{D}", f"9000 web-0.{D}"}
+    assert got[Question(f"10-0-0-2.{D}", "A")] == {"10.0.0.2"}
+    assert Question(f"10-0-0-1.{D}", "A") not in got  # a named endpoint has no dashed name
 
 
 def test_empty_service_expects_nxdomain_for_its_names() -> None:
     got = answers(service())
-    assert got == {Question(D, "A"): frozenset(), Question(f"_http._tcp.{D}", "SRV"): frozenset()}
+    assert got == {Question(D, "A"): frozenset(), Question(D, "SRV"): frozenset(),
+                   Question(f"_http._tcp.{D}", "SRV"): frozenset()}
 
 
 def test_service_without_ports_has_no_srv() -> None:
     got = answers(service(ports=[]), slice_("a", endpoint("10.0.0.1"), ports=[]))
-    assert {q.rtype for q in got} == {"A"}
+    assert {q.rtype for q in got if got[q]} == {"A"}
+    assert all(not got[q] for q in got if q.rtype == "SRV")
+
+
+def test_ipv6_labels_follow_the_written_text() -> None:
+    got = answers(service(), slice_("a", endpoint("fd00:10:244::"), endpoint("fd00:0:0::5"),
+                                    family="IPv6"))
+    assert got[Question(D, "AAAA")] == {"fd00:10:244::", "fd00::5"}
+    assert got[Question(f"fd00-10-244--0.{D}", "AAAA")] == {"fd00:10:244::"}
+    assert got[Question(f"fd00-0-0--5.{D}", "AAAA")] == {"fd00::5"}
+    one = parse_slice(slice_("a", endpoint("fd00:0:0::5"), endpoint("fd00::6"), family="IPv6"))
+    assert [e.written for e in one.endpoints] == [("fd00:0:0::5",), ()]
+
+
+def test_an_ipv4_mapped_address_is_served_as_an_a_record() -> None:
+    got = answers(service(), slice_("a", endpoint("::ffff:10.0.0.7")))
+    assert got[Question(D, "A")] == {"10.0.0.7"}
+    assert Question(D, "AAAA") not in got
+
+
+def test_endpoint_pod_names_name_endpoints_without_a_hostname() -> None:
+    def pod(ip: str, name: str, hostname: str | None = None) -> dict[str, Any]:
+        return {**endpoint(ip, hostname), "targetRef": {"kind": "Pod", "name": name}}
+
+    raw = slice_("a", pod("10.0.0.1", "web-abc"), pod("10.0.0.2", "x" * 64),
+                 pod("10.0.0.3", "web-def", "named"))
+    with_names = expected_answers(parse_service(service()), [parse_slice(raw, pod_names=True)],
+                                  "cluster.local")
+    assert with_names[Question(f"web-abc.{D}", "A")] == {"10.0.0.1"}
+    assert with_names[Question(f"10-0-0-2.{D}", "A")] == {"10.0.0.2"}  # name too long
+    assert with_names[Question(f"named.{D}", "A")] == {"10.0.0.3"}  # the hostname wins
+    without = answers(service(), raw)
+    assert Question(f"web-abc.{D}", "A") not in without
+    assert without[Question(f"10-0-0-1.{D}", "A")] == {"10.0.0.1"}
+
+
+def test_fqdn_addresses_are_not_invalid() -> None:
+    one = parse_slice(slice_("b", endpoint("db.example.com"), family="FQDN"))
+    assert one.invalid_addresses == 0 and one.endpoints == ()
 
 
 def test_fqdn_slices_are_ignored_like_coredns() -> None:
