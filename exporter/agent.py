@@ -21,6 +21,8 @@ from exporter.core.events import Kind, ObjectEvent, Relisted, SourceEvent, Synce
 from exporter.core.layers import Discovery
 from exporter.core.objects import (
     ObjectError,
+    SliceState,
+    namespace_name,
     object_name,
     parse_dns_service,
     parse_dns_slice,
@@ -53,7 +55,8 @@ class Agent:
         self.clock, self.wall = clock, wall
         selection = Selection(frozenset(settings.namespaces), settings.label_selector,
                               settings.opt_out_annotation)
-        self.truth = Truth(settings.zone, selection.matcher(), settings.max_targets)
+        self.truth = Truth(settings.zone, selection.matcher(), settings.max_targets,
+                           scope=settings.plugin_scope())
         self.comparator = Comparator(settings.history)
         self.scheduler = Scheduler(
             Budget(settings.probe_budget_qps, settings.probe_burst), rng or random.Random(),
@@ -105,22 +108,33 @@ class Agent:
             if event.kind == Kind.SERVICE:
                 return self.truth.replace_services(map(parse_service, event.objects), now,
                                                    event.namespace)
+            if event.kind == Kind.NAMESPACE:
+                return self.truth.replace_namespaces(map(namespace_name, event.objects), now)
             return self.truth.replace_slices(
-                (parse_slice(obj, self.settings.endpoint_pod_names) for obj in event.objects),
-                now, event.namespace)
+                map(self._slice, event.objects), now, event.namespace,
+                mirrored=event.kind == Kind.MIRRORED_ENDPOINT_SLICE)
         deleted = event.type == "DELETED"
         if event.kind == Kind.SERVICE:
             service = parse_service(event.obj)
             if deleted:
                 return self.truth.delete_service(service.target, now)
             return self.truth.apply_service(service, now)
-        one = parse_slice(event.obj, self.settings.endpoint_pod_names)
+        if event.kind == Kind.NAMESPACE:
+            name = namespace_name(event.obj)
+            if deleted:
+                return self.truth.delete_namespace(name, now)
+            return self.truth.apply_namespace(name, now)
+        one = self._slice(event.obj)
         if deleted:
             return self.truth.delete_slice(one.target, one.name, now)
         if one.invalid_addresses:
             log.warning("EndpointSlice %s/%s: %d addresses are not IPs; skipped them",
                         one.namespace, one.name, one.invalid_addresses)
         return self.truth.apply_slice(one, now, self.wall() - now)
+
+    def _slice(self, obj: object) -> SliceState:
+        return parse_slice(obj, self.settings.endpoint_pod_names,
+                           self.truth.scope.labels_matcher)
 
     def _discover(self, event: ObjectEvent | Relisted) -> None:
         if self.discovery is None:
@@ -196,7 +210,7 @@ class Agent:
             return
         self._layer_up[key.server] = result.answer is not None
         if result.answer is None:
-            self.comparator.mark_down(key.server)
+            self.comparator.failed(key.question, key.server, result.received)
             return
         self._note_ttl(result)
         outcome = self.comparator.observe(Observation(

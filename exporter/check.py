@@ -40,6 +40,7 @@ from exporter.core.diagnosis import (
     overall,
     pod_checks,
     resolver_checks,
+    scope_checks,
     service_checks,
 )
 from exporter.core.dnsmsg import QueryWire
@@ -59,7 +60,8 @@ from exporter.core.objects import (
 from exporter.core.records import ServerRef, Target, service_domain, with_port
 from exporter.core.resolvconf import ResolvConf
 from exporter.core.resolvconf import parse as parse_resolv_conf
-from exporter.core.truth import Stamp, Update, expected_answers
+from exporter.core.selection import PluginScope
+from exporter.core.truth import Stamp, Update, expected_answers, served_slices
 from exporter.io.kubeconfig import discover
 from exporter.io.metrics import Metrics
 from exporter.io.node import node_local_answers, static_layers
@@ -185,6 +187,19 @@ async def _corefiles(api: KubeApi, settings: Settings) -> tuple[
     return cluster, local, None
 
 
+async def _exposed(api: KubeApi, scope: PluginScope, namespace: str) -> frozenset[str] | None:
+    """With `namespace_labels`, whether CoreDNS exposes the namespace: {namespace} or {};
+    None without that option, or when check may not read the Namespace."""
+    if not scope.namespace_labels:
+        return None
+    try:
+        found = await _get(api, "/api/v1/namespaces", {
+            "labelSelector": scope.namespace_labels, "fieldSelector": f"metadata.name={namespace}"})
+    except Denied:
+        return None
+    return frozenset({namespace}) if found and _read(parse_list, found).items else frozenset()
+
+
 async def _discover(api: KubeApi, settings: Settings) -> Discovery:
     discovery = Discovery(node="check", replicas_per_node=ALL_REPLICAS,
                           enabled=frozenset(settings.layers),
@@ -271,7 +286,8 @@ async def _follow(settings: Settings, api: KubeApi, discovery: Discovery, target
     agent.outcome_listeners.append(on_outcome)
     stop = asyncio.Event()
     source = KubeSource(api, resources(local.namespaces, local.kube_dns_namespace,
-                                       local.kube_dns_service), on_restart=lambda _: None)
+                                       local.kube_dns_service, local.coredns_namespace_labels),
+                        on_restart=lambda _: None)
     opened: set[tuple[str, ServerRef, str, str]] = set()
     async with Background() as tasks:
         tasks.start(agent.run(source.events(), stop), "agent")
@@ -302,12 +318,21 @@ async def diagnose(settings: Settings, target: Target, out: TextIO = sys.stdout,
             return Report(target, verdicts, [], {}, [], time.monotonic() - started)
         cluster, nodelocal, problem = await _corefiles(api, settings)
         if cluster is not None:  # the Corefile knows better than a setting
-            settings = replace(settings, endpoint_pod_names=cluster.endpoint_pod_names)
+            settings = replace(
+                settings, endpoint_pod_names=cluster.endpoint_pod_names,
+                coredns_namespaces=cluster.namespaces, coredns_labels=cluster.labels,
+                coredns_namespace_labels=cluster.namespace_labels,
+                coredns_noendpoints=cluster.noendpoints)
+        scope = settings.plugin_scope()
         listed = await _require(api, f"/apis/discovery.k8s.io/v1/namespaces/{ns}/endpointslices",
                                 {"labelSelector": f"{SERVICE_NAME_LABEL}={svc}"})
-        slices = [_read(lambda s: parse_slice(s, settings.endpoint_pod_names), s)
+        slices = [_read(lambda s: parse_slice(s, settings.endpoint_pod_names,
+                                              scope.labels_matcher), s)
                   for s in _read(parse_list, listed).items] if listed else []
         verdicts += endpoint_checks(service, slices)
+        excluded, served = served_slices(scope, service, slices,
+                                         await _exposed(api, scope, ns))
+        verdicts += scope_checks(scope, excluded, len(slices) - len(served))
         pods: list[PodState] | None = []
         if service.selector:
             try:
@@ -324,7 +349,7 @@ async def diagnose(settings: Settings, target: Target, out: TextIO = sys.stdout,
                 address, settings.zone, settings.probe_timeout):
             discovery.node_local = address
         servers = list(discovery.servers())
-        answers = expected_answers(service, slices, settings.zone)
+        answers = expected_answers(service, served, settings.zone)
         results, open_windows, detail = await _probe_all(settings, servers, answers, target)
         verdicts += dns_checks(results, open_windows)
         resolv = _resolv_conf(settings)

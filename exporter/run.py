@@ -65,7 +65,7 @@ async def run_agent(settings: Settings, stop: asyncio.Event) -> None:
             source = KubeSource(
                 KubeApi(access, session),
                 resources(settings.namespaces, settings.kube_dns_namespace,
-                          settings.kube_dns_service),
+                          settings.kube_dns_service, settings.coredns_namespace_labels),
                 on_restart=lambda reason: metrics.watch_restarts.labels(reason).inc(),
                 watch_timeout=settings.watch_timeout, start_jitter=settings.watch_start_jitter)
             tasks.start(agent.run(source.events(), stop), "agent")

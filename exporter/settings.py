@@ -19,7 +19,7 @@ from typing import Any
 import yaml
 
 from exporter.core.records import ip_value, split_address
-from exporter.core.selection import SelectorError, parse_label_selector
+from exporter.core.selection import PluginScope, SelectorError, parse_label_selector
 
 ENV_PREFIX = "DNS_STALENESS_"
 LAYERS = ("node-local", "kube-dns", "coredns", "resolv-conf")
@@ -187,6 +187,22 @@ class Settings:
         False, None, ("run", "check"),
         doc=("Set when the cluster's CoreDNS kubernetes plugin has endpoint_pod_names: endpoints "
              "without a hostname are named by their pod; check reads it from the Corefile."))
+    coredns_namespaces: tuple[str, ...] = setting(
+        (), None, ("run", "check"),
+        doc=("The kubernetes plugin's namespaces option: the namespaces CoreDNS exposes, "
+             "comma-separated; empty means all. check reads it from the Corefile."))
+    coredns_labels: str = setting(
+        "", _selector, ("run", "check"),
+        doc=("The kubernetes plugin's labels option: CoreDNS sees only Services and slices "
+             "that match it. check reads it from the Corefile."))
+    coredns_namespace_labels: str = setting(
+        "", _selector, ("run", "check"),
+        doc=("The kubernetes plugin's namespace_labels option; when set, run watches Namespaces "
+             "(list and watch on namespaces). check reads it from the Corefile."))
+    coredns_noendpoints: bool = setting(
+        False, None, ("run", "check"),
+        doc=("Set when the kubernetes plugin has noendpoints: every headless name is NXDOMAIN. "
+             "check reads it from the Corefile."))
     node_name: str = setting(
         "", None, ("run",),
         doc="This node's name (downward API); it shards the per-replica CoreDNS probes.")
@@ -216,12 +232,21 @@ class Settings:
         30.0, _between(1, 3600), ("check",),
         doc="Seconds check may take before --follow time; it never hangs past this.")
 
+    def plugin_scope(self) -> PluginScope:
+        """What the cluster's CoreDNS exposes, by the options above."""
+        return PluginScope(frozenset(self.coredns_namespaces), self.coredns_labels,
+                           self.coredns_namespace_labels, self.coredns_noendpoints)
+
     def validate(self, sources: Mapping[str, str]) -> Settings:
         for f in fields(self):
             check = f.metadata["check"]
             problem = check(getattr(self, f.name)) if check else None
             if problem:
                 raise SettingsError(f.name, sources.get(f.name, "default"), problem)
+        if self.coredns_namespaces and self.coredns_namespace_labels:
+            raise SettingsError("coredns_namespace_labels",
+                                sources.get("coredns_namespace_labels", "default"),
+                                "cannot be set with coredns_namespaces: CoreDNS refuses both")
         if self.probe_burst > self.probe_budget_qps:
             raise SettingsError("probe_burst", sources.get("probe_burst", "default"),
                                 f"must not exceed probe_budget_qps ({self.probe_budget_qps:g})")

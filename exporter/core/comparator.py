@@ -38,6 +38,9 @@ class RaceReason(StrEnum):
     """The layer served a record before the agent's watch had it."""
     LAYER_AHEAD_OF_WATCH = "layer_ahead_of_watch"
     """A probe sent before the change already saw the new answer."""
+    OUTAGE = "outage"
+    """The layer failed to answer, and no answer between the change and the end showed the
+    old state: the window would measure the outage, not the layer."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +104,8 @@ class _Cell:
     served: frozenset[str] = frozenset()
     stale: dict[str, _Open] = field(default_factory=dict)
     missing: dict[str, _Open] = field(default_factory=dict)
+    failed_at: float = float("-inf")
+    """When a probe of this name on this server last failed."""
 
 
 @dataclass(slots=True)
@@ -162,10 +167,14 @@ class Comparator:
         for qs in self._questions.values():
             qs.cells = {s: qs.cells.get(s) or _Cell() for s in self.servers}
 
-    def mark_down(self, server: ServerRef) -> None:
-        """The server gave no answer: what it serves is unknown until it answers again, so it
-        gets no windows from truth changes and shows none in the gauges meanwhile."""
+    def failed(self, question: Question, server: ServerRef, at: float) -> None:
+        """A probe got no answer. The server shows no windows in the gauges until it answers
+        again, but keeps its attribution: a change meanwhile still opens its window, and the
+        failure is remembered so that no window can measure the outage."""
         self._down.add(server)
+        qs = self._questions.get(question)
+        if qs is not None:
+            qs.cells.setdefault(server, _Cell()).failed_at = at
 
     def mark_synced(self) -> None:
         """The first full sync is done: from now on truth changes open windows."""
@@ -206,9 +215,7 @@ class Comparator:
         if stamp is not None:
             qs.removed[value] = stamp
         for server, cell in qs.cells.items():
-            if server in self._down:
-                cell.missing.pop(value, None)
-            elif cell.missing.pop(value, None) is not None:
+            if cell.missing.pop(value, None) is not None:
                 if stamp is not None:
                     outcome.races.append(Race(RaceReason.LEFT_TRUTH_WHILE_MISSING, qs.target,
                                               question, server, value))
@@ -223,7 +230,7 @@ class Comparator:
         qs.removed.pop(value, None)
         for server, cell in qs.cells.items():
             window = cell.stale.pop(value, None)
-            if stamp is None or server in self._down:
+            if stamp is None:
                 continue
             if window is not None:
                 reason = (RaceReason.RETURNED_WHILE_STALE if window.cause
@@ -243,8 +250,8 @@ class Comparator:
         cell = qs.cells.setdefault(obs.server, _Cell())
         at, answer = obs.received, obs.values
         self._down.discard(obs.server)
-        self._close(STALE, cell.stale, qs, obs, outcome)
-        self._close(PROPAGATION, cell.missing, qs, obs, outcome)
+        self._close(STALE, cell, cell.stale, qs, obs, outcome)
+        self._close(PROPAGATION, cell, cell.missing, qs, obs, outcome)
         for value in answer:
             if value not in qs.expected and value not in cell.stale:
                 cause = qs.removed.get(value) if self.synced else None
@@ -256,8 +263,8 @@ class Comparator:
         return outcome
 
     @staticmethod
-    def _close(kind: str, windows: dict[str, _Open], qs: _QuestionState, obs: Observation,
-               outcome: Outcome) -> None:
+    def _close(kind: str, cell: _Cell, windows: dict[str, _Open], qs: _QuestionState,
+               obs: Observation, outcome: Outcome) -> None:
         """A stale window closes at the first answer without its value, a missing one at the
         first answer with it; until then each answer moves `last_seen` on."""
         for value, window in list(windows.items()):
@@ -267,9 +274,16 @@ class Comparator:
             del windows[value]
             if window.cause is None:
                 continue
+            reason = None
             if obs.sent < window.cause.seen:
-                outcome.races.append(Race(RaceReason.LAYER_AHEAD_OF_WATCH, qs.target,
-                                          obs.question, obs.server, value))
+                reason = RaceReason.LAYER_AHEAD_OF_WATCH
+            elif window.last_seen <= window.cause.seen and cell.failed_at > window.last_seen:
+                # Never seen in the old state after the change, with failures in between:
+                # the end is anywhere in the outage, so the same event would give another
+                # number with other probe times.
+                reason = RaceReason.OUTAGE
+            if reason is not None:
+                outcome.races.append(Race(reason, qs.target, obs.question, obs.server, value))
             else:
                 outcome.windows += _closed(kind, qs, obs.question, obs.server, value,
                                            window.cause, obs.received,

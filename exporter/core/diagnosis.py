@@ -16,6 +16,7 @@ from exporter.core.corefile import Bounds, CorefileSettings
 from exporter.core.objects import PodState, ServiceState, SliceState
 from exporter.core.records import Target
 from exporter.core.resolvconf import ResolvConf, lookup_costs
+from exporter.core.selection import PluginScope
 
 OK, WARN, FAIL = "ok", "warn", "fail"
 
@@ -57,6 +58,37 @@ def service_checks(target: Target, service: ServiceState | None) -> list[Verdict
     if service.publish_not_ready:
         out.append(Verdict("service", OK,
                            "publishNotReadyAddresses: true: not-ready pods are in DNS too"))
+    return out
+
+
+SCOPE_REASONS = {
+    "outside_namespaces": ("its namespace is not in the kubernetes plugin's namespaces",
+                           "add the namespace to the kubernetes plugin's namespaces option"),
+    "outside_namespace_labels": ("its namespace does not match the kubernetes plugin's "
+                                 "namespace_labels",
+                                 "label the namespace to match namespace_labels"),
+    "outside_labels": ("the Service does not match the kubernetes plugin's labels",
+                       "label the Service (and its slices) to match the labels option"),
+    "noendpoints": ("the kubernetes plugin has noendpoints: no headless name is served",
+                    "remove noendpoints from the Corefile if headless names should resolve"),
+}
+"""Per reason that puts a Service out of CoreDNS's scope: what it means, and the fix."""
+
+
+def scope_checks(scope: PluginScope, excluded: str | None, unseen: int) -> list[Verdict]:
+    """`excluded`: the reason the Service is out of scope; `unseen`: its slices that miss the
+    plugin's `labels`."""
+    if excluded:
+        meaning, fix = SCOPE_REASONS[excluded]
+        return [Verdict("scope", WARN, f"CoreDNS does not serve this Service ({excluded}): "
+                        f"{meaning}; every name is NXDOMAIN", fix)]
+    out = []
+    if unseen:
+        out.append(Verdict("scope", WARN, f"{unseen} EndpointSlice{'s' if unseen != 1 else ''} "
+                           f"miss the kubernetes plugin's labels ({scope.labels}): CoreDNS "
+                           "does not serve their endpoints", SCOPE_REASONS["outside_labels"][1]))
+    elif scope != PluginScope():
+        out.append(Verdict("scope", OK, "in the kubernetes plugin's scope"))
     return out
 
 
@@ -171,13 +203,19 @@ def cluster_dns_checks(cluster: CorefileSettings | None, nodelocal: CorefileSett
                         "grant get on configmaps in kube-system, or pass the bound you expect")]
     cache = cluster.cache
     text = (f"kubernetes ttl {cluster.kubernetes_ttl}, "
-            + (f"cache {cache.success} s (min {cache.min_ttl} s)" if cache else "no cache"))
+            + (f"cache {cache.success} s (min {cache.min_success} s), denials {cache.denial} s "
+               f"(min {cache.min_denial} s)" if cache else "no cache"))
     out = [Verdict("cluster-dns", OK, text)]
     for layer, settings in (("coredns", cluster), ("node-local", nodelocal)):
         if settings is not None and settings.cache is not None and settings.cache.serve_stale:
-            out.append(Verdict("cluster-dns", WARN, f"{layer} cache has serve_stale "
-                               f"({settings.cache.serve_stale} s): removed records can outlive "
-                               "their TTL", "drop serve_stale for headless zones"))
+            policy = settings.cache.prefer_positive
+            out.append(Verdict(
+                "cluster-dns", WARN, f"{layer} cache has serve_stale "
+                f"({settings.cache.serve_stale} s): while its upstream fails, removed records "
+                "outlive their TTL" + (", and with prefer_positive a removed Service's last "
+                                       "answer outlives its NXDOMAIN even when healthy"
+                                       if policy else ""),
+                "drop serve_stale for headless zones"))
     for layer in ("coredns", "node-local"):
         if layer not in bounds:
             continue

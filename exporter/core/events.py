@@ -12,6 +12,11 @@ class Kind(StrEnum):
 
     SERVICE = "Service"
     ENDPOINT_SLICE = "EndpointSlice"
+    MIRRORED_ENDPOINT_SLICE = "MirroredEndpointSlice"
+    """Slices that the EndpointSliceMirroring controller copies from hand-written Endpoints:
+    CoreDNS serves them, and they never carry the headless label."""
+    NAMESPACE = "Namespace"
+    """Namespaces that match the kubernetes plugin's `namespace_labels`: only those exposed."""
     DNS_SERVICE = "DnsService"
     """The cluster DNS Service itself: where the kube-dns layer answers."""
     DNS_ENDPOINT_SLICE = "DnsEndpointSlice"

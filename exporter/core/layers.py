@@ -16,8 +16,8 @@ import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from exporter.core.objects import DNS_PORT, DnsServiceState, DnsSliceState
-from exporter.core.records import ServerRef, ip_value, join_address, with_port
+from exporter.core.objects import DnsServiceState, DnsSliceState
+from exporter.core.records import DNS_PORT, ServerRef, ip_value, join_address, with_port
 
 
 def split_static(entry: str) -> tuple[str, str]:

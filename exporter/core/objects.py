@@ -10,17 +10,25 @@ instead, so one typo loses nothing else.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from exporter.core.records import Target, dashed_ip, ip_value, join_address, served_ip
+from exporter.core.records import (
+    DNS_PORT,
+    Target,
+    dashed_ip,
+    ip_value,
+    join_address,
+    served_ip,
+)
 
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 TRIGGER_ANNOTATION = "endpoints.kubernetes.io/last-change-trigger-time"
 HEADLESS_LABEL = "service.kubernetes.io/headless"
-DNS_PORT = 53
+MANAGED_BY_LABEL = "endpointslice.kubernetes.io/managed-by"
+MIRRORING_CONTROLLER = "endpointslicemirroring-controller.k8s.io"
 
 
 class ObjectError(ValueError):
@@ -69,6 +77,10 @@ class SliceState:
     trigger_time: float | None
     """`last-change-trigger-time` as Unix seconds, on the pod's node clock."""
     invalid_addresses: int = 0
+    mirrored: bool = False
+    """Made by the mirroring controller, so it reaches the agent through its own watch."""
+    outside_labels: bool = False
+    """Its labels miss the kubernetes plugin's `labels` selector: CoreDNS never sees it."""
 
     @property
     def target(self) -> Target:
@@ -174,9 +186,10 @@ POD_NAME_MAX = 63
 """CoreDNS ignores a `targetRef.name` that is too long to be a DNS label."""
 
 
-def parse_slice(obj: Any, pod_names: bool = False) -> SliceState:
+def parse_slice(obj: Any, pod_names: bool = False,
+                plugin_labels: Callable[[Mapping[str, str]], bool] | None = None) -> SliceState:
     """`pod_names`: keep each endpoint's pod name, for the kubernetes plugin's
-    `endpoint_pod_names` option."""
+    `endpoint_pod_names` option; `plugin_labels`: its `labels` selector, if it has one."""
     namespace, name, meta = _metadata(obj, "EndpointSlice")
     where = f"EndpointSlice {namespace}/{name}"
     labels = _mapping(meta.get("labels"), f"{where} labels")
@@ -227,6 +240,10 @@ def parse_slice(obj: Any, pod_names: bool = False) -> SliceState:
         ports=_ports(body.get("ports"), where),
         trigger_time=parse_trigger_time(annotations.get(TRIGGER_ANNOTATION)),
         invalid_addresses=invalid,
+        mirrored=labels.get(MANAGED_BY_LABEL) == MIRRORING_CONTROLLER
+        and labels.get(HEADLESS_LABEL) is None,
+        outside_labels=plugin_labels is not None
+        and not plugin_labels({str(k): str(v) for k, v in labels.items()}),
     )
 
 
@@ -285,6 +302,15 @@ def parse_dns_slice(obj: Any) -> DnsSliceState:
             except ValueError:
                 continue
     return DnsSliceState(name, tuple(servers))
+
+
+def namespace_name(obj: Any) -> str:
+    """`metadata.name` of a Namespace, which has no namespace of its own."""
+    meta = _mapping(_mapping(obj, "Namespace").get("metadata"), "Namespace.metadata")
+    name = meta.get("name")
+    if not isinstance(name, str) or not name:
+        raise ObjectError("Namespace without metadata.name")
+    return name
 
 
 def object_name(obj: Any, kind: str) -> str:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 
+DNS_PORT = 53
+
 
 @dataclass(frozen=True, slots=True, order=True)
 class Target:
@@ -70,7 +72,7 @@ def served_ip(text: str) -> str:
     return str(address)
 
 
-def split_address(address: str, default_port: int | None = 53) -> tuple[str, int]:
+def split_address(address: str, default_port: int | None = DNS_PORT) -> tuple[str, int]:
     """The one `host:port` reader: `host`, `host:port`, `[v6]`, `[v6]:port` or a bare IPv6
     address. With `default_port` None the port is required. ValueError says what is wrong."""
     text = address.strip()
@@ -100,7 +102,7 @@ def join_address(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-def with_port(address: str, default_port: int = 53) -> str:
+def with_port(address: str, default_port: int = DNS_PORT) -> str:
     """An address in the one canonical `host:port` form, the default port added if absent."""
     return join_address(*split_address(address, default_port))
 

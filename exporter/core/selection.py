@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from exporter.core.objects import ServiceState
 
@@ -77,3 +77,36 @@ class Selection:
 
         return selected
 
+
+
+@dataclass(frozen=True)
+class PluginScope:
+    """What CoreDNS's kubernetes plugin exposes, by its options `namespaces`, `labels`,
+    `namespace_labels` and `noendpoints`. A Service outside it answers NXDOMAIN on every name
+    (plugin/kubernetes `findServices`): it is out of scope, not missing."""
+
+    namespaces: frozenset[str] = frozenset()
+    """`namespaces`: the exposed namespaces; empty means all."""
+    labels: str = ""
+    """`labels`: the selector on Services and EndpointSlices that CoreDNS watches."""
+    namespace_labels: str = ""
+    """`namespace_labels`: the selector on Namespaces; the agent then watches them."""
+    noendpoints: bool = False
+    """`noendpoints`: CoreDNS keeps no endpoints, so every headless name is NXDOMAIN."""
+    labels_matcher: Matcher | None = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        matcher = parse_label_selector(self.labels) if self.labels else None
+        object.__setattr__(self, "labels_matcher", matcher)
+
+    def excluded(self, service: ServiceState, exposed: frozenset[str] | None) -> str | None:
+        """The option that puts the Service out of scope, named as a misconfiguration reason;
+        `exposed` is the namespaces that match `namespace_labels` (None without it)."""
+        namespace = service.target.namespace
+        if self.namespaces and namespace not in self.namespaces:
+            return "outside_namespaces"
+        if exposed is not None and namespace not in exposed:
+            return "outside_namespace_labels"
+        if self.labels_matcher is not None and not self.labels_matcher(dict(service.labels)):
+            return "outside_labels"
+        return "noendpoints" if self.noendpoints else None

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from exporter.core.objects import ServiceState, SliceState
 from exporter.core.records import Question, Target, rtype_of, service_domain, srv_value
+from exporter.core.selection import PluginScope
 
 Answers = Mapping[Question, frozenset[str]]
 
@@ -92,6 +93,17 @@ def misconfigurations(service: ServiceState, slices: Iterable[SliceState]) -> fr
     return frozenset(reasons)
 
 
+def served_slices(scope: PluginScope, service: ServiceState, slices: Iterable[SliceState],
+                  exposed: frozenset[str] | None) -> tuple[str | None, list[SliceState]]:
+    """The option that puts the Service out of CoreDNS's scope (None when in scope), and the
+    slices CoreDNS serves of it: none out of scope, where every name is NXDOMAIN on every
+    layer and so no window can open, and none outside the plugin's `labels`."""
+    excluded = scope.excluded(service, exposed)
+    if excluded:
+        return excluded, []
+    return None, [s for s in slices if not s.outside_labels]
+
+
 def _within(target: Target, namespace: str | None) -> bool:
     return namespace is None or target.namespace == namespace
 
@@ -109,15 +121,26 @@ class Truth:
     dropped: set[Target] = field(default_factory=set)
     dropped_total: int = 0
     """Targets ever turned away by the cap: the agent's counter follows it."""
+    scope: PluginScope = field(default_factory=PluginScope)
+    exposed: set[str] | None = None
+    """Namespaces that match the plugin's `namespace_labels`, from their watch; None without
+    that option."""
+
+    def __post_init__(self) -> None:
+        if self.scope.namespace_labels and self.exposed is None:
+            self.exposed = set()
 
     def _eligible(self, target: Target) -> bool:
         service = self.services.get(target)
         return service is not None and service.headless and self.selected(service)
 
+    def _served(self, target: Target) -> tuple[str | None, list[SliceState]]:
+        exposed = frozenset(self.exposed) if self.exposed is not None else None
+        return served_slices(self.scope, self.services[target],
+                             self.slices.get(target, {}).values(), exposed)
+
     def _answers(self, target: Target) -> Answers:
-        return expected_answers(
-            self.services[target], self.slices.get(target, {}).values(), self.zone
-        )
+        return expected_answers(self.services[target], self._served(target)[1], self.zone)
 
     def _admit(self, target: Target, stamp: Stamp) -> list[Update]:
         if target in self.monitored:
@@ -184,9 +207,15 @@ class Truth:
         return self._replace(lambda: setattr(self, "services", listed), now)
 
     def replace_slices(self, slices: Iterable[SliceState], now: float,
-                       namespace: str | None = None) -> list[Update]:
-        """A relist of EndpointSlices in `namespace` (None: all), like replace_services."""
-        listed = {t: dict(by) for t, by in self.slices.items() if not _within(t, namespace)}
+                       namespace: str | None = None, mirrored: bool = False) -> list[Update]:
+        """A relist of one slice watch in `namespace` (None: all), like replace_services:
+        the headless watch's or the mirrored one's, so the other watch's slices stay."""
+        listed: dict[Target, dict[str, SliceState]] = {}
+        for target, by_name in self.slices.items():
+            kept = {name: one for name, one in by_name.items()
+                    if not _within(target, namespace) or one.mirrored != mirrored}
+            if kept:
+                listed[target] = kept
         for one in slices:
             listed.setdefault(one.target, {})[one.name] = one
         return self._replace(lambda: setattr(self, "slices", listed), now)
@@ -205,10 +234,44 @@ class Truth:
                     updates.append(Update(update.target, update.answers, stamp, gap=True))
         return updates
 
+    def apply_namespace(self, name: str, now: float) -> list[Update]:
+        """A Namespace that matches `namespace_labels` was added or changed."""
+        return self._expose(name, True, now)
+
+    def delete_namespace(self, name: str, now: float) -> list[Update]:
+        """A Namespace was deleted or stopped matching `namespace_labels`."""
+        return self._expose(name, False, now)
+
+    def replace_namespaces(self, names: Iterable[str], now: float) -> list[Update]:
+        """A relist of the Namespaces that match `namespace_labels`."""
+        if self.exposed is None:
+            return []
+        listed = set(names)
+        return self._replace(lambda: setattr(self, "exposed", listed), now)
+
+    def _expose(self, name: str, exposed: bool, now: float) -> list[Update]:
+        if self.exposed is None:
+            return []
+        if exposed:
+            self.exposed.add(name)
+        else:
+            self.exposed.discard(name)
+        stamp, updates = Stamp(now), []
+        for target in sorted(t for t in self.services if t.namespace == name):
+            updates += self._refresh(target, stamp)
+        return updates
+
     def misconfigurations(self) -> dict[Target, frozenset[str]]:
         found = {}
         for target in self.monitored:
-            reasons = misconfigurations(self.services[target], self.slices.get(target, {}).values())
+            excluded = self._served(target)[0]
+            if excluded:
+                found[target] = frozenset({excluded})
+                continue
+            every = self.slices.get(target, {}).values()
+            reasons = misconfigurations(self.services[target], every)
+            if any(s.outside_labels for s in every):
+                reasons |= {"outside_labels"}
             if reasons:
                 found[target] = reasons
         return found

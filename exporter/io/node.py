@@ -9,7 +9,14 @@ from pathlib import Path
 
 from exporter.core.dnsmsg import QueryWire
 from exporter.core.layers import first_nameserver, split_static
-from exporter.core.records import Question, ServerRef, Target, join_address, service_domain
+from exporter.core.records import (
+    DNS_PORT,
+    Question,
+    ServerRef,
+    Target,
+    join_address,
+    service_domain,
+)
 from exporter.io.probe import Prober
 
 log = logging.getLogger(__name__)
@@ -30,7 +37,7 @@ def static_layers(static_servers: Collection[str], layers: Collection[str],
             log.warning("resolv-conf layer off: cannot read %s (%s)", resolv_conf, exc.strerror)
             nameserver = None
         if nameserver:
-            servers.append(ServerRef("resolv-conf", join_address(nameserver, 53)))
+            servers.append(ServerRef("resolv-conf", join_address(nameserver, DNS_PORT)))
     return tuple(servers)
 
 

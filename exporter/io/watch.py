@@ -23,6 +23,8 @@ import aiohttp
 from exporter.core.events import Kind, ObjectEvent, Relisted, RestartReason, SourceEvent, Synced
 from exporter.core.objects import (
     HEADLESS_LABEL,
+    MANAGED_BY_LABEL,
+    MIRRORING_CONTROLLER,
     SERVICE_NAME_LABEL,
     parse_list,
     parse_status,
@@ -67,19 +69,28 @@ class Resource:
     def describe(self, verb: str) -> str:
         what = f"{self.group}/{self.resource}" if self.group else self.resource
         where = f"in namespace {self.namespace}" if self.namespace else "at cluster scope"
-        return f"{verb} {what} {where}"
+        # Two watches share the slice resource: the kind tells their log lines apart.
+        return f"{verb} {what} {where} ({self.kind} watch)"
 
 
 def resources(namespaces: tuple[str, ...], dns_namespace: str,
-              dns_service: str) -> list[Resource]:
+              dns_service: str, namespace_labels: str = "") -> list[Resource]:
     """Headless slices (the controller labels them; hand-made slices opt in with the same
-    label), all Services (headless is a spec field, not a label), and the kube-dns pieces."""
+    label), mirrored slices (the mirroring controller never adds that label; the selectors are
+    disjoint, so no slice comes twice), all Services (headless is a spec field, not a label),
+    the kube-dns pieces, and with `namespace_labels` (the kubernetes plugin's option of that
+    name) the Namespaces that CoreDNS exposes."""
     scopes: tuple[str | None, ...] = namespaces or (None,)
     out = [Resource(Kind.ENDPOINT_SLICE, "discovery.k8s.io", "endpointslices", ns,
                     HEADLESS_LABEL) for ns in scopes]
+    out += [Resource(Kind.MIRRORED_ENDPOINT_SLICE, "discovery.k8s.io", "endpointslices", ns,
+                     f"{MANAGED_BY_LABEL}={MIRRORING_CONTROLLER},!{HEADLESS_LABEL}")
+            for ns in scopes]
     # Kubernetes 1.31+ can select headless Services server-side; older servers answer 400.
     out += [Resource(Kind.SERVICE, "", "services", ns, field_selector=HEADLESS_SERVICES,
                      optional_field_selector=True) for ns in scopes]
+    if namespace_labels:
+        out.append(Resource(Kind.NAMESPACE, "", "namespaces", label_selector=namespace_labels))
     out.append(Resource(Kind.DNS_SERVICE, "", "services", dns_namespace,
                         field_selector=f"metadata.name={dns_service}"))
     out.append(Resource(Kind.DNS_ENDPOINT_SLICE, "discovery.k8s.io", "endpointslices",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import subprocess
 import sys
@@ -11,14 +12,21 @@ import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import aiohttp
 import dns.message
 import dns.query
 import dns.rcode
 import dns.rdatatype
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.rig import free_port
+from exporter.core.events import ObjectEvent, SourceEvent
+from exporter.core.records import Question
+from exporter.io.kubeconfig import from_kubeconfig
+from exporter.io.watch import KubeApi, Resource, Watcher
+from tests.dnsref import reference_reduce
+from tests.rig import CoreDNS, KubeApiServer, free_port
 
 WINDOW = re.compile(
     r"window kind=(?P<kind>\S+) layer=(?P<layer>\S+) server=\S+ name=(?P<name>\S+) "
@@ -42,6 +50,27 @@ def total(found: Samples, name: str, **labels: str) -> float:
     """The sum of a metric's samples whose labels include these."""
     return sum(v for n, lab, v in found
                if n == name and all(lab.get(k) == want for k, want in labels.items()))
+
+
+async def listed(apiserver: KubeApiServer, resource: Resource) -> tuple[list[Any], Watcher]:
+    """What the agent's own watcher lists for `resource`, and the watcher after its list."""
+    seen: list[SourceEvent] = []
+    async with aiohttp.ClientSession() as session:
+        api = KubeApi(from_kubeconfig(str(apiserver.kubeconfig_path)), session)
+        watcher = Watcher(api, resource, seen.append, lambda _: None, watch_timeout=30)
+        task = asyncio.create_task(watcher.run())
+        await asyncio.wait_for(watcher.listed.wait(), 20)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    return [e.obj for e in seen if isinstance(e, ObjectEvent)], watcher
+
+
+def ask(server: CoreDNS, question: Question) -> tuple[str, frozenset[str]]:
+    query = dns.message.make_query(question.name, question.rtype, use_edns=0, payload=1232)
+    reply, _ = dns.query.udp_with_fallback(query, server.address, timeout=2.0,
+                                           port=server.port)
+    answer = reference_reduce(reply, question)
+    return answer.rcode, answer.values
 
 
 @dataclass(frozen=True)

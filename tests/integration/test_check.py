@@ -217,7 +217,8 @@ def test_coredns_ttl_30_against_a_bound_of_5(env: Env, rig_bins: Rig,
     finally:
         env.kube.patch(path, {"data": {"Corefile": env.cluster.corefile}})
         slow.stop()
-    assert ("ok", "kubernetes ttl 30, cache 30 s (min 5 s)") in lines(report, "cluster-dns")
+    assert ("ok", "kubernetes ttl 30, cache 30 s (min 5 s), denials 30 s (min 5 s)") in lines(
+        report, "cluster-dns")
     assert ("fail", "coredns can serve a removed record for up to 30 s, a cached NXDOMAIN for "
                     "up to 30 s, over the expected 5 s") in lines(report, "cluster-dns")
     assert code == 1

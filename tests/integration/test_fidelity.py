@@ -14,15 +14,15 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-import dns.message
-import dns.query
 import pytest
 
+from exporter.core.events import Kind
 from exporter.core.objects import parse_service, parse_slice
 from exporter.core.records import Question, dashed_ip, service_domain
 from exporter.core.truth import expected_answers, misconfigurations
-from tests.dnsref import reference_reduce
-from tests.rig import CoreDNS, KubeApiServer, KubeClient, Rig, api_path
+from exporter.io.watch import resources
+from tests.integration.agent import ask, listed
+from tests.rig import CoreDNS, KubeApiServer, KubeClient, Rig, api_path, wait_until
 
 pytestmark = pytest.mark.rig
 
@@ -70,9 +70,15 @@ SHAPES: dict[str, tuple[list[dict[str, Any]], str, list[dict[str, Any]], list[di
 
 
 @pytest.fixture(scope="module")
-def shapes(kube: KubeClient) -> Iterator[dict[str, tuple[Any, list[Any]]]]:
-    """Each shape as the API server stored it: the Service and its slices."""
+def fidelity_namespace(kube: KubeClient) -> str:
     kube.create_namespace(NS)
+    return NS
+
+
+@pytest.fixture(scope="module")
+def shapes(kube: KubeClient,
+           fidelity_namespace: str) -> Iterator[dict[str, tuple[Any, list[Any]]]]:
+    """Each shape as the API server stored it: the Service and its slices."""
     stored = {}
     for name, (svc_ports, address_type, slice_ports, endpoints) in SHAPES.items():
         service = kube.create(api_path("v1", "services", NS), {
@@ -88,14 +94,6 @@ def shapes(kube: KubeClient) -> Iterator[dict[str, tuple[Any, list[Any]]]]:
         kube.delete(api_path("v1", "services", NS, name), missing_ok=True)
         kube.delete(api_path("discovery.k8s.io/v1", "endpointslices", NS, f"{name}-1"),
                     missing_ok=True)
-
-
-def ask(server: CoreDNS, question: Question) -> tuple[str, frozenset[str]]:
-    query = dns.message.make_query(question.name, question.rtype, use_edns=0, payload=1232)
-    reply, _ = dns.query.udp_with_fallback(query, server.address, timeout=2.0,
-                                           port=server.port)
-    answer = reference_reduce(reply, question)
-    return answer.rcode, answer.values
 
 
 def candidates(domain: str, endpoints: list[dict[str, Any]]) -> set[Question]:
@@ -151,3 +149,32 @@ def test_fqdn_slices_are_no_misconfiguration(shapes: dict[str, Any]) -> None:
     raw_service, raw_slices = shapes["fqdn"]
     assert misconfigurations(parse_service(raw_service),
                              [parse_slice(s) for s in raw_slices]) == frozenset()
+
+
+async def test_mirrored_slices_are_what_coredns_serves(
+        apiserver: KubeApiServer, kube: KubeClient, fidelity_namespace: str,
+        coredns: tuple[CoreDNS, bool]) -> None:
+    """A selectorless Service backed by hand-written Endpoints: CoreDNS serves the slice that
+    the real mirroring controller makes, which has no headless label; the agent's own watch
+    must read it, or the Service looks empty and selectorless for ever."""
+    server, pod_names = coredns
+    name = f"mirrored-{'pods' if pod_names else 'plain'}"
+    kube.create_endpoints_service(NS, name, {"10.2.0.1": "primary", "10.2.0.2": "replica"})
+    watches = {r.kind: r for r in resources((NS,), "kube-system", "kube-dns")}
+    raw_services, _ = await listed(apiserver, watches[Kind.SERVICE])
+    raw_slices, _ = await listed(apiserver, watches[Kind.MIRRORED_ENDPOINT_SLICE])
+    [service] = [parse_service(s) for s in raw_services if s["metadata"]["name"] == name]
+    slices = [s for s in (parse_slice(o, pod_names=pod_names) for o in raw_slices)
+              if s.service == name]
+    assert slices and all(s.mirrored for s in slices)
+    assert misconfigurations(service, slices) == frozenset()
+    expected = expected_answers(service, slices, ZONE)
+    domain = service_domain(service.target, ZONE)
+    wait_until(lambda: ask(server, Question(domain, "A"))[1] == expected[Question(domain, "A")]
+               or None, timeout=20, what="CoreDNS to serve the mirrored slice")
+    wrong = {}
+    for question, want in expected.items():
+        rcode, served = ask(server, question)
+        if served != want:
+            wrong[str(question)] = (rcode, sorted(served), sorted(want))
+    assert not wrong, f"served (rcode, values) against expected values: {wrong}"

@@ -503,7 +503,8 @@ def test_api_server_restart_reconnects_with_backoff_and_invents_no_windows(
             stamp = time.mktime(time.strptime(match.group(1)[:19], "%Y-%m-%d %H:%M:%S"))
             retries.setdefault(match.group("what"), []).append(
                 stamp + int(match.group(1)[20:23]) / 1000)
-        assert len(retries) == 4, list(retries)  # slices, Services, kube-dns Service and slices
+        # Headless and mirrored slices, Services, the kube-dns Service and its slices.
+        assert len(retries) == 5, list(retries)
         for what, times in retries.items():
             gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
             assert 2 <= len(times) <= 7, (what, times)

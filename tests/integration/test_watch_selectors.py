@@ -2,30 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
-
-import aiohttp
 import pytest
 
-from exporter.core.events import Kind, ObjectEvent, SourceEvent
-from exporter.io.kubeconfig import from_kubeconfig
-from exporter.io.watch import KubeApi, Resource, Watcher, resources
+from exporter.core.events import Kind
+from exporter.io.watch import Resource, resources
+from tests.integration.agent import listed
 from tests.rig import KubeApiServer, KubeClient
 
 pytestmark = pytest.mark.rig
-
-
-async def listed(apiserver: KubeApiServer, resource: Resource) -> tuple[list[str], Watcher]:
-    seen: list[SourceEvent] = []
-    async with aiohttp.ClientSession() as session:
-        api = KubeApi(from_kubeconfig(str(apiserver.kubeconfig_path)), session)
-        watcher = Watcher(api, resource, seen.append, lambda _: None, watch_timeout=30)
-        task = asyncio.create_task(watcher.run())
-        await asyncio.wait_for(watcher.listed.wait(), 20)
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-    names = [e.obj["metadata"]["name"] for e in seen if isinstance(e, ObjectEvent)]
-    return names, watcher
 
 
 async def test_only_headless_services_cross_the_wire(
@@ -35,7 +19,8 @@ async def test_only_headless_services_cross_the_wire(
         "metadata": {"name": "clusterip"}, "spec": {"ports": [{"port": 80}]}})
     [service] = [r for r in resources((namespace,), "kube-system", "kube-dns")
                  if r.kind == "Service"]
-    names, watcher = await listed(apiserver, service)
+    objects, watcher = await listed(apiserver, service)
+    names = [o["metadata"]["name"] for o in objects]
     assert names == ["headless"]
     assert watcher.resource.field_selector == "spec.clusterIP=None"
 
@@ -48,6 +33,21 @@ async def test_an_unsupported_optional_selector_falls_back_to_all(
     # A field this API server cannot select on: the same 400 an older server gives.
     bogus = Resource(Kind.SERVICE, "", "services", namespace, field_selector="spec.bogus=1",
                      optional_field_selector=True)
-    names, watcher = await listed(apiserver, bogus)
+    objects, watcher = await listed(apiserver, bogus)
+    names = [o["metadata"]["name"] for o in objects]
     assert sorted(names) == ["clusterip", "headless"]
     assert watcher.resource.field_selector == ""
+
+
+async def test_mirrored_slices_of_hand_written_endpoints_are_watched(
+        apiserver: KubeApiServer, kube: KubeClient, namespace: str) -> None:
+    kube.create_headless_service(namespace, "headless", {"app": "a"})
+    kube.create_endpoints_service(namespace, "external-db", {"10.9.0.1": "primary"})
+    watches = {r.kind: r for r in resources((namespace,), "kube-system", "kube-dns")}
+    mirrored, _ = await listed(apiserver, watches[Kind.MIRRORED_ENDPOINT_SLICE])
+    headless, _ = await listed(apiserver, watches[Kind.ENDPOINT_SLICE])
+    owners = [o["metadata"]["labels"]["kubernetes.io/service-name"] for o in mirrored]
+    assert owners == ["external-db"]
+    # Disjoint selectors: no slice reaches the agent through both watches.
+    assert not {o["metadata"]["name"] for o in mirrored} & {
+        o["metadata"]["name"] for o in headless}

@@ -39,7 +39,8 @@ def truth_at(timeline: Timeline, t: float) -> frozenset[str]:
 class Layer:
     name: str
 
-    def serve(self, t: float) -> frozenset[str]:
+    def serve(self, t: float) -> frozenset[str] | None:
+        """What the layer answers at `t`; None when it does not answer."""
         raise NotImplementedError
 
 
@@ -83,6 +84,21 @@ class Frozen(Layer):
         return self.timeline[0][1]
 
 
+@dataclass
+class Flaky(Layer):
+    """A delayed layer that does not answer during its outages (SERVFAIL, timeouts)."""
+
+    name: str
+    timeline: Timeline
+    delay: float
+    outages: list[tuple[float, float]]
+
+    def serve(self, t: float) -> frozenset[str] | None:
+        if any(start <= t < end for start, end in self.outages):
+            return None
+        return truth_at(self.timeline, t - self.delay)
+
+
 @st.composite
 def timelines(draw: st.DrawFn, min_gap: float = 0.05, max_gap: float = 20.0) -> Timeline:
     sets = st.frozensets(st.sampled_from(POOL), max_size=4)
@@ -123,8 +139,12 @@ def simulate(timeline: Timeline, layers: list[Layer], end: float,
         else:
             assert isinstance(payload, tuple)
             layer, sent = payload
-            obs = Observation(NAME, servers[layer.name], sent, when, layer.serve(sent))
-            outcome = comparator.observe(obs)
+            values = layer.serve(sent)
+            if values is None:
+                comparator.failed(NAME, servers[layer.name], when)
+                continue
+            outcome = comparator.observe(Observation(NAME, servers[layer.name], sent, when,
+                                                     values))
         assert not outcome.windows or kind == 2, "windows close only on probes"
         windows += [(when, w) for w in outcome.windows]
     return comparator, windows
@@ -271,3 +291,36 @@ def test_trigger_reference_is_clamped_and_flagged(timeline: Timeline, delay: flo
         assert abs(trigger.seconds - max(0.0, expected)) < 1e-6
         if abs(expected) > 1e-6:
             assert trigger.clamped == (expected < 0)
+
+
+@st.composite
+def outages(draw: st.DrawFn, until: float) -> list[tuple[float, float]]:
+    starts = sorted(draw(st.lists(st.floats(SYNC, until), max_size=4)))
+    return [(start, start + draw(st.floats(0.05, 25.0))) for start in starts]
+
+
+@settings(max_examples=1000, deadline=None)
+@given(st.data(), timelines(), st.floats(0.0, 10.0))
+def test_outages_never_become_samples(data: st.DataObject, timeline: Timeline,
+                                      delay: float) -> None:
+    """A window closes as a sample only where some answer after the change showed the old
+    state, or no probe failed: an outage is never measured as staleness or propagation, and
+    every sample still brackets the layer's real transition."""
+    end = timeline[-1][0] + delay + 30
+    down = data.draw(outages(end))
+    layer = Flaky("flaky", timeline, delay, down)
+    _, windows = simulate(timeline, [layer], end)
+    probes = [t for t in (SYNC + 0.013 + i * DT for i in range(int(end / DT) + 2)) if t < end]
+    answered = [t for t in probes if layer.serve(t) is not None]
+    for closed, window in windows:
+        cause = cause_of(timeline, window, closed)
+        sent = closed - RTT
+        before = [t for t in answered if t < sent - 1e-9]
+        seen_after = bool(before) and before[-1] >= cause
+        failed_between = any(layer.serve(t) is None
+                             for t in probes if (before[-1] if before else 0) < t < sent)
+        assert seen_after or not failed_between, (window, down)
+        if window.reference == "watch" and isolated(timeline, window.value, cause,
+                                                    guard=delay + 2 * DT):
+            low = window.seconds - window.resolution - RTT - 1e-6
+            assert low <= delay <= window.seconds + 1e-6, (window, down)

@@ -447,6 +447,20 @@ class KubeClient:
         }
         return self.create(api_path("v1", "services", namespace), svc)
 
+    def create_endpoints_service(self, namespace: str, name: str,
+                                 hosts: Mapping[str, str | None], port: int = 5432) -> ObjList:
+        """A selectorless headless Service backed by hand-written v1 Endpoints (`hosts` maps
+        IP to hostname), as people write them for a database outside the cluster; waits for
+        the slice that the mirroring controller makes of them, and returns it."""
+        self.create(api_path("v1", "services", namespace), {
+            "metadata": {"name": name},
+            "spec": {"clusterIP": "None", "ports": [{"name": "pg", "port": port}]}})
+        addresses = [{"ip": ip, **({"hostname": h} if h else {})} for ip, h in hosts.items()]
+        self.create(api_path("v1", "endpoints", namespace), {
+            "metadata": {"name": name},
+            "subsets": [{"addresses": addresses, "ports": [{"name": "pg", "port": port}]}]})
+        return self.wait_for_endpointslice(namespace, name)
+
     def list_endpointslices(self, namespace: str, service: str) -> ObjList:
         return self.list(
             api_path("discovery.k8s.io/v1", "endpointslices", namespace),

@@ -292,6 +292,17 @@ def test_restricted_namespaces_get_roles_not_a_cluster_role() -> None:
     assert len(bindings) == 4
 
 
+def test_namespace_labels_grant_namespaces_and_nothing_else() -> None:
+    assert not [o for o in render() if "namespaces" in str(o.get("rules"))]
+    objects = render("namespaced-values.yaml",
+                     ("--set", "config.coredns_namespace_labels=dns=exposed"))
+    role = one(objects, "ClusterRole")
+    assert role["metadata"]["name"] == "rel-dns-staleness-exporter-namespaces"
+    assert role["rules"] == [{"apiGroups": [""], "resources": ["namespaces"],
+                              "verbs": ["get", "list", "watch"]}]
+    assert one(objects, "ClusterRoleBinding")["roleRef"]["name"] == role["metadata"]["name"]
+
+
 # -- monitoring objects -------------------------------------------------------------------
 def test_monitors_set_node_from_the_scrape() -> None:
     objects = render("monitoring-values.yaml")

@@ -175,12 +175,42 @@ def test_changes_learned_by_a_relist_never_become_samples(comparator: Comparator
     assert probe(comparator, 4.0, {"1.1.1.1"}) == []
 
 
-def test_a_server_that_is_down_shows_no_windows_and_gets_none(comparator: Comparator) -> None:
+def test_a_server_that_is_down_shows_no_windows_and_measures_no_outage(
+        comparator: Comparator) -> None:
     probe(comparator, 1.0, {"1.1.1.1", "1.1.1.2"})
-    comparator.mark_down(S)
+    comparator.failed(Q, S, 1.5)
     comparator.update(Update(T, answers(svc=frozenset({"1.1.1.1", "1.1.1.2", "1.1.1.3"})),
                              Stamp(2.0)))
     assert (T, "node-local") not in comparator.open_windows(3.0)
-    # Back after 20 s, already serving the new record: no propagation sample of the downtime.
+    # Back after 20 s, already serving the new record: the window would be the outage.
     assert probe(comparator, 22.0, {"1.1.1.1", "1.1.1.2", "1.1.1.3"}) == []
     assert (T, "node-local") not in comparator.open_windows(23.0)
+
+
+def test_an_add_while_down_keeps_its_attribution(comparator: Comparator) -> None:
+    probe(comparator, 1.0, {"1.1.1.1", "1.1.1.2"})
+    comparator.failed(POD, S, 1.5)  # another name failed: the server is marked down
+    added = frozenset({"1.1.1.1", "1.1.1.2", "1.1.1.3"})
+    comparator.update(Update(T, answers(svc=added), Stamp(2.0)))
+    probe(comparator, 2.1, {"1.1.1.1", "1.1.1.2"})
+    assert probe(comparator, 3.0, set(added)) == [(PROPAGATION, "watch", 1.0)]
+
+
+def test_a_removal_across_an_outage_is_a_race_not_a_sample(comparator: Comparator) -> None:
+    probe(comparator, 1.0, {"1.1.1.1", "1.1.1.2"})
+    comparator.update(Update(T, answers(svc=frozenset({"1.1.1.1"})), Stamp(2.0)))
+    comparator.failed(Q, S, 2.1)
+    comparator.failed(Q, S, 10.0)
+    outcome = comparator.observe(Observation(Q, S, 12.0, 12.0, frozenset({"1.1.1.1"})))
+    assert outcome.windows == []
+    assert [r.reason for r in outcome.races] == ["outage"]
+
+
+def test_a_stale_record_seen_after_the_change_survives_an_outage(
+        comparator: Comparator) -> None:
+    probe(comparator, 1.0, {"1.1.1.1", "1.1.1.2"})
+    comparator.update(Update(T, answers(svc=frozenset({"1.1.1.1"})), Stamp(2.0)))
+    probe(comparator, 3.0, {"1.1.1.1", "1.1.1.2"})  # still served after the change
+    comparator.failed(Q, S, 4.0)
+    [window] = comparator.observe(Observation(Q, S, 5.0, 5.0, frozenset({"1.1.1.1"}))).windows
+    assert (window.kind, window.seconds, window.resolution) == (STALE, 3.0, 2.0)

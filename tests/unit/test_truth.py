@@ -8,7 +8,7 @@ import pytest
 
 from exporter.core.objects import ObjectError, parse_service, parse_slice
 from exporter.core.records import Question, Target
-from exporter.core.selection import Selection, SelectorError, parse_label_selector
+from exporter.core.selection import PluginScope, Selection, SelectorError, parse_label_selector
 from exporter.core.truth import Truth, expected_answers
 
 D = "web.ns.svc.cluster.local."
@@ -247,3 +247,84 @@ def test_a_relist_of_one_namespace_keeps_the_others() -> None:
     assert truth.monitored == {Target("ns", "web"), Target("other", "web")}
     gone = truth.replace_services([], 2.0, "other")
     assert [(u.target, u.answers) for u in gone] == [(Target("other", "web"), None)]
+
+
+def mirrored(one: dict[str, Any]) -> dict[str, Any]:
+    one["metadata"]["labels"]["endpointslice.kubernetes.io/managed-by"] = \
+        "endpointslicemirroring-controller.k8s.io"
+    return one
+
+
+def test_a_mirrored_slice_is_one_only_when_it_lacks_the_headless_label() -> None:
+    assert parse_slice(mirrored(slice_("m", endpoint("10.0.0.1")))).mirrored
+    both = mirrored(slice_("m", endpoint("10.0.0.1")))
+    both["metadata"]["labels"]["service.kubernetes.io/headless"] = ""
+    assert not parse_slice(both).mirrored  # the headless watch delivers it
+    assert not parse_slice(slice_("h", endpoint("10.0.0.1"))).mirrored
+
+
+def test_a_relist_replaces_only_its_own_watch_s_slices() -> None:
+    truth = Truth("cluster.local", lambda s: True, 10)
+    truth.apply_service(parse_service(service("web", selector={})), 0.0)
+    truth.apply_slice(parse_slice(slice_("h", endpoint("10.0.0.1"))), 0.0, 0.0)
+    truth.apply_slice(parse_slice(mirrored(slice_("m", endpoint("10.0.0.2")))), 0.0, 0.0)
+    # The mirrored watch relists and finds its slice gone: the headless one stays.
+    [update] = truth.replace_slices([], 1.0, mirrored=True)
+    assert update.answers is not None and update.gap
+    assert update.answers[Question(D, "A")] == {"10.0.0.1"}
+    assert truth.replace_slices([parse_slice(slice_("h", endpoint("10.0.0.1")))], 2.0) == []
+
+
+def scoped_truth(**options: Any) -> Truth:
+    truth = Truth("cluster.local", lambda s: True, 10, scope=PluginScope(**options))
+    labelled = service("web")
+    labelled["metadata"]["labels"] = {"dns": "on"}
+    truth.apply_service(parse_service(labelled), 0.0)
+    matcher = truth.scope.labels_matcher
+    one = slice_("w1", endpoint("10.0.0.1", "web-0"))
+    one["metadata"]["labels"]["dns"] = "on"
+    truth.apply_slice(parse_slice(one, plugin_labels=matcher), 0.0, 0.0)
+    truth.apply_slice(parse_slice(slice_("w2", endpoint("10.0.0.2", "web-1")),
+                                  plugin_labels=matcher),
+                      0.0, 0.0)
+    return truth
+
+
+def served_a(truth: Truth) -> frozenset[str]:
+    return truth._answers(Target("ns", "web"))[Question(D, "A")]
+
+
+@pytest.mark.parametrize(("options", "reason"), [
+    ({"namespaces": frozenset({"other"})}, "outside_namespaces"),
+    ({"labels": "dns=off"}, "outside_labels"),
+    ({"namespace_labels": "dns=on"}, "outside_namespace_labels"),
+    ({"noendpoints": True}, "noendpoints"),
+])
+def test_out_of_coredns_scope_every_name_is_nxdomain_and_says_why(
+        options: dict[str, Any], reason: str) -> None:
+    truth = scoped_truth(**options)
+    answers = truth._answers(Target("ns", "web"))
+    assert answers and all(not values for values in answers.values())
+    assert truth.misconfigurations() == {Target("ns", "web"): {reason}}
+
+
+def test_in_scope_options_serve_only_the_slices_coredns_sees() -> None:
+    assert served_a(scoped_truth()) == {"10.0.0.1", "10.0.0.2"}
+    assert served_a(scoped_truth(namespaces=frozenset({"ns"}))) == {"10.0.0.1", "10.0.0.2"}
+    # The plugin's labels select slices too: the unlabelled one is never served.
+    truth = scoped_truth(labels="dns=on")
+    assert served_a(truth) == {"10.0.0.1"}
+    assert truth.misconfigurations() == {Target("ns", "web"): {"outside_labels"}}
+
+
+def test_a_namespace_that_comes_to_match_namespace_labels_is_served() -> None:
+    truth = scoped_truth(namespace_labels="dns=on")
+    [update] = truth.apply_namespace("ns", 1.0)
+    assert update.answers is not None and not update.gap
+    assert update.answers[Question(D, "A")] == {"10.0.0.1", "10.0.0.2"}
+    assert truth.misconfigurations() == {}
+    assert truth.apply_namespace("elsewhere", 2.0) == []
+    [gone] = truth.replace_namespaces([], 3.0)
+    assert gone.gap and gone.answers is not None and not gone.answers[Question(D, "A")]
+    [back] = truth.delete_namespace("ns", 4.0)  # still out: the same answers again
+    assert back.answers == gone.answers

@@ -1,0 +1,144 @@
+"""`check`'s Corefile parser against the CoreDNS binary itself: for every Corefile of the table,
+CoreDNS starts or refuses to start exactly when the parser accepts or refuses it
+(docs/check.md, "Bounds")."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from exporter.core.corefile import CorefileError, bounds, settings_of
+from exporter.core.records import Question
+from tests.integration.agent import SCENARIOS, ask
+from tests.rig import (
+    ClusterDNSFactory,
+    KubeApiServer,
+    KubeClient,
+    NodeLocalDNSFactory,
+    Rig,
+    api_path,
+    free_port,
+    next_loopback_address,
+    wait_until,
+)
+
+pytestmark = pytest.mark.rig
+
+CACHE = [
+    ("cache 30", True),
+    ("cache", True),
+    ("cache 0", False),
+    ("cache 30 cluster.local", True),
+    ("cache {\n success 9984 30 10\n }", True),
+    ("cache {\n success 9984 0\n }", False),
+    ("cache {\n success 9984 30 -1\n }", False),
+    ("cache {\n success\n }", False),
+    ("cache {\n denial 9984 5 3\n }", True),
+    ("cache {\n prefetch\n }", False),
+    ("cache {\n prefetch 10 1m 10%\n }", True),
+    ("cache {\n prefetch 10 1m 5%\n }", False),
+    ("cache {\n serve_stale\n }", True),
+    ("cache {\n serve_stale 1h30m\n }", True),
+    ("cache {\n serve_stale 3600\n }", False),
+    ("cache {\n serve_stale 1h immediate\n }", True),
+    ("cache {\n serve_stale 1h bogus\n }", False),
+    ("cache {\n serve_stale 1h verify 1s 30s\n }", True),
+    ("cache {\n serve_stale 1h immediate 1.5s\n }", False),
+    ("cache {\n serve_stale_policy prefer_positive\n }", False),
+    ("cache {\n serve_stale 1h\n serve_stale_policy prefer_positive\n }", True),
+    ("cache {\n disable success cluster.local\n }", True),
+    ("cache {\n disable bogus\n }", False),
+    ("cache {\n keepttl\n }", True),
+    ("cache {\n keepttl 1\n }", False),
+    ("cache {\n servfail 10m\n }", False),
+    ("cache {\n bogus\n }", False),
+]
+KUBERNETES = [
+    ("ttl 30", True),
+    ("ttl 3601", False),
+    ("namespaces a b", True),
+    ("namespaces a\n        namespace_labels x=y", False),
+    ("labels app in (a, b)", True),
+    ("noendpoints", True),
+]
+
+
+def corefile(address: str, port: int, apiserver: KubeApiServer, cache: str = "",
+             kubernetes: str = "") -> str:
+    return (f".:{port} {{\n    bind {address}\n"
+            f"    kubernetes cluster.local {{\n        kubeconfig {apiserver.kubeconfig_path}\n"
+            f"        {kubernetes}\n    }}\n    {cache}\n}}\n")
+
+
+def coredns_accepts(binary: Path, text: str, workdir: Path) -> tuple[bool, str]:
+    """Whether CoreDNS starts on this Corefile: a refusal exits at once with the reason."""
+    path = workdir / "Corefile"
+    path.write_text(text)
+    proc = subprocess.Popen([str(binary), "-conf", str(path)], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    try:
+        out, _ = proc.communicate(timeout=3)
+        return False, out.strip().splitlines()[-1] if out.strip() else ""
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        return True, ""
+
+
+def parser_accepts(text: str) -> bool:
+    try:
+        settings_of(text)
+    except CorefileError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize(("cache", "kubernetes", "expected"),
+                         [(c, "", ok) for c, ok in CACHE] + [("", k, ok) for k, ok in KUBERNETES],
+                         ids=lambda v: str(v).replace("\n", " ").replace(" ", "")[:40])
+def test_the_parser_accepts_what_coredns_accepts(
+        rig_bins: Rig, apiserver: KubeApiServer, tmp_path: Path, cache: str, kubernetes: str,
+        expected: bool) -> None:
+    address = next_loopback_address()
+    text = corefile(address, free_port(address, udp=True), apiserver, cache, kubernetes)
+    started, why = coredns_accepts(rig_bins.coredns, text, tmp_path)
+    assert started is expected, f"CoreDNS {'started' if started else 'refused'}: {why}"
+    assert parser_accepts(text) is expected, text
+
+
+def test_the_kubeadm_node_local_bound_holds_and_is_nearly_reached(
+        kube: KubeClient, namespace: str, coredns_cluster: ClusterDNSFactory,
+        coredns_nodelocal: NodeLocalDNSFactory) -> None:
+    """kubeadm's defaults: `ttl 30`, `cache 30`, node-local `success 9984 30`. The worst case
+    is a node-local refill just before CoreDNS's entry expires: node-local is handed about 0 s
+    and keeps the record for its 5 s minimum, so the bound is 35 s, not 60 s."""
+    cluster = coredns_cluster(ttl=30, cache=30)
+    nodelocal = coredns_nodelocal(cluster, success_ttl=30, denial_ttl=5)
+    computed = bounds(settings_of(cluster.corefile), settings_of(nodelocal.corefile))
+    assert computed["node-local"].stale == 35
+    kube.create(api_path("v1", "services", namespace), {
+        "metadata": {"name": "db"}, "spec": {"clusterIP": "None", "ports": [{"port": 5432}]}})
+    endpoints = [{"addresses": ["10.4.0.1"]}, {"addresses": ["10.4.0.2"]}]
+    body = {"metadata": {"name": "db-1", "labels": {"kubernetes.io/service-name": "db"}},
+            "addressType": "IPv4", "endpoints": endpoints}
+    path = api_path("discovery.k8s.io/v1", "endpointslices", namespace)
+    kube.create(path, body)
+    name = Question(f"db.{namespace}.svc.cluster.local.", "A")
+    wait_until(lambda: ask(cluster, name)[1] == {"10.4.0.1", "10.4.0.2"} or None, timeout=20,
+               what="CoreDNS to serve both endpoints")
+    filled = time.monotonic()  # CoreDNS's cache entry lives 30 s from here
+    kube.update(f"{path}/db-1", {**kube.get(f"{path}/db-1"), "endpoints": endpoints[:1]})
+    removed = time.monotonic()
+    time.sleep(max(0.0, filled + 29.0 - time.monotonic()))
+    assert ask(nodelocal, name)[1] == {"10.4.0.1", "10.4.0.2"}  # a refill with ~1 s left
+    last = time.monotonic()
+    while "10.4.0.2" in ask(nodelocal, name)[1] and time.monotonic() - removed < 60:
+        last = time.monotonic()
+        time.sleep(0.1)
+    measured = last - removed
+    SCENARIOS.append(("kubeadm defaults, a refill 1 s before expiry", "node-local",
+                      f"{computed['node-local'].stale:g} s", f"{measured:.1f} s", "(bound)"))
+    assert computed["node-local"].stale - 3 <= measured <= computed["node-local"].stale + 0.5
