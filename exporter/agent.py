@@ -75,6 +75,7 @@ class Agent:
         self._ttl: dict[str, deque[tuple[float, int]]] = {}
         self._delays: deque[float] = deque(maxlen=256)
         self._tasks = Background()
+        self._dns_service_found: bool | None = None
 
     def ingest(self, event: SourceEvent) -> None:
         now = self.clock()
@@ -82,6 +83,7 @@ class Agent:
             if not self.comparator.synced:
                 self.comparator.mark_synced()
                 log.info("initial sync done: %d targets", len(self.truth.monitored))
+                self._say_dns_service()
             self.ready = True
             self.synced.set()
             return
@@ -152,7 +154,24 @@ class Agent:
                 self.discovery.slices.clear()
             for state in states:
                 self.discovery.apply_slice(state)
+        if event.kind == Kind.DNS_SERVICE and self.comparator.synced:
+            self._say_dns_service()
         self.set_servers(self.discovery.servers())
+
+    def _say_dns_service(self) -> None:
+        """One line when the cluster DNS Service is missing, and when it comes back."""
+        found = self.discovery is not None and self.discovery.service_found
+        if self.discovery is None or not self.discovery.needs_service or \
+                found == self._dns_service_found:
+            return
+        self._dns_service_found = found
+        where = f"{self.settings.kube_dns_namespace}/{self.settings.kube_dns_service}"
+        if found:
+            log.info("cluster DNS Service %s found: kube-dns and coredns layers on", where)
+        else:
+            log.warning("no cluster DNS Service %s: the kube-dns and coredns layers have no "
+                        "servers; set kube_dns_namespace and kube_dns_service to the "
+                        "cluster's DNS Service", where)
 
     def set_servers(self, servers: tuple[ServerRef, ...]) -> None:
         """Start probing new servers and forget removed ones."""
@@ -244,6 +263,10 @@ class Agent:
             probes_deferred=self.scheduler.deferred_total,
             budget_qps=self.scheduler.budget.qps,
             skew=skew,
+            dns_service=(self.settings.kube_dns_namespace, self.settings.kube_dns_service,
+                         self.discovery.service_found)
+            if self.discovery is not None and self.discovery.needs_service and self.ready
+            else None,
         )
 
     async def _consume(self, source: AsyncIterator[SourceEvent]) -> None:

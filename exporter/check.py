@@ -31,6 +31,7 @@ from exporter.core.comparator import Comparator, Observation, OpenWindow, Outcom
 from exporter.core.corefile import CorefileError, CorefileSettings, bounds, settings_of
 from exporter.core.diagnosis import (
     FAIL,
+    WARN,
     ServerResult,
     Verdict,
     cluster_dns_checks,
@@ -64,7 +65,7 @@ from exporter.core.selection import PluginScope
 from exporter.core.truth import Stamp, Update, expected_answers, served_slices
 from exporter.io.kubeconfig import discover
 from exporter.io.metrics import Metrics
-from exporter.io.node import node_local_answers, static_layers
+from exporter.io.node import check_zone, static_layers
 from exporter.io.probe import Prober, ProbeResult
 from exporter.io.tasks import Background
 from exporter.io.watch import ApiError, KubeApi, KubeSource, resources
@@ -345,9 +346,14 @@ async def diagnose(settings: Settings, target: Target, out: TextIO = sys.stdout,
         verdicts += pod_checks(service, pods, slices)
         discovery = await _discover(api, settings)
         address = with_port(settings.node_local_address)
-        if "node-local" in settings.layers and await node_local_answers(
-                address, settings.zone, settings.probe_timeout):
-            discovery.node_local = address
+        if "node-local" in settings.layers:
+            found = await check_zone(ServerRef("node-local", address), settings.zone,
+                                     settings.probe_timeout)
+            if found.problem is None:
+                discovery.node_local = address
+            elif found.answered:  # silence is normal: most clusters have no node-local cache
+                verdicts.append(Verdict("dns", WARN, f"{found.problem}; not probed",
+                                        "point --node-local-address at the node's DNS cache"))
         servers = list(discovery.servers())
         answers = expected_answers(service, served, settings.zone)
         results, open_windows, detail = await _probe_all(settings, servers, answers, target)

@@ -12,10 +12,10 @@ from prometheus_client import CollectorRegistry
 
 from exporter.agent import Agent
 from exporter.core.layers import Discovery
-from exporter.core.records import with_port
+from exporter.core.records import ServerRef, with_port
 from exporter.io.kubeconfig import discover
 from exporter.io.metrics import Metrics
-from exporter.io.node import node_local_answers, static_layers
+from exporter.io.node import check_zone, static_layers
 from exporter.io.server import HttpServer
 from exporter.io.tasks import Background
 from exporter.io.watch import KubeApi, KubeSource, resources
@@ -26,13 +26,21 @@ NODE_LOCAL_RECHECK = 30.0
 
 
 async def watch_node_local(settings: Settings, agent: Agent, discovery: Discovery) -> None:
-    """Probe the NodeLocal DNSCache address until it answers, then add the layer."""
+    """Check the NodeLocal DNSCache address until it serves the cluster zone, then add the
+    layer; say once why it is not used, and again whenever the reason changes."""
     address = with_port(settings.node_local_address)
+    said = None
     while True:
-        if await node_local_answers(address, settings.zone, settings.probe_timeout):
+        problem = (await check_zone(ServerRef("node-local", address), settings.zone,
+                                    settings.probe_timeout)).problem
+        if problem is None:
             break
+        if problem != said:
+            log.info("node-local layer not used: %s; checking again every %g s", problem,
+                     NODE_LOCAL_RECHECK)
+            said = problem
         await asyncio.sleep(NODE_LOCAL_RECHECK)
-    log.info("node-local DNS cache answers at %s: probing it", address)
+    log.info("node-local DNS cache serves %s at %s: probing it", settings.zone, address)
     discovery.node_local = address
     agent.set_servers(discovery.servers())
 

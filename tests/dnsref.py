@@ -23,8 +23,12 @@ def reference_reduce(message: dns.message.Message, question: Question) -> Answer
         if rrset.rdtype == rdtype and rrset.name == name:
             ttl = rrset.ttl if ttl is None else min(ttl, rrset.ttl)
             for rdata in rrset:
-                values.add(srv_value(rdata.port, rdata.target.to_text())
-                           if question.rtype == "SRV" else ip_value(rdata.address))
+                if question.rtype == "SOA":
+                    values.add(rdata.mname.to_text().lower())
+                elif question.rtype == "SRV":
+                    values.add(srv_value(rdata.port, rdata.target.to_text()))
+                else:
+                    values.add(ip_value(rdata.address))
     if ttl is None:
         for rrset in message.authority:
             if rrset.rdtype == dns.rdatatype.SOA:

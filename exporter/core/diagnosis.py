@@ -17,6 +17,7 @@ from exporter.core.objects import PodState, ServiceState, SliceState
 from exporter.core.records import Target
 from exporter.core.resolvconf import ResolvConf, lookup_costs
 from exporter.core.selection import PluginScope
+from exporter.core.truth import misconfigurations
 
 OK, WARN, FAIL = "ok", "warn", "fail"
 
@@ -138,6 +139,16 @@ def pod_checks(service: ServiceState, pods: Sequence[PodState] | None,
         if not pod.ready:
             out.append(Verdict("pods", WARN, f"{pod.name} not Ready ({pod.ready_reason})",
                                "not-ready pods are left out of DNS"))
+    # The agent's own rule, so that its misconfiguration gauge and check agree.
+    if "endpoint_without_hostname" in misconfigurations(service, slices) and not any(
+            v.status == FAIL for v in out):
+        plain = sorted(p.name for p in pods if not p.hostname)
+        who = f" ({', '.join(plain)})" if plain else ""
+        out.append(Verdict(
+            "pods", WARN, f"endpoint_without_hostname: some endpoints have no hostname{who}, "
+            "so only those with one get a per-pod record by name",
+            f"set spec.hostname and spec.subdomain: {svc} on every pod (a StatefulSet with "
+            f"serviceName: {svc} does)"))
     if not out:
         out.append(Verdict("pods", OK, f"{len(pods)} pods: hostnames and subdomains match"))
     return out

@@ -51,8 +51,8 @@ class QueryWire:
 
 _RCODES = {0: "NOERROR", 1: "FORMERR", 2: "SERVFAIL", 3: "NXDOMAIN", 4: "NOTIMP",
            5: "REFUSED"}
-_TYPES = {"A": 1, "AAAA": 28, "SRV": 33}
 _SOA = 6
+_TYPES = {"A": 1, "AAAA": 28, "SRV": 33, "SOA": _SOA}
 _TO_QUESTION = b"\xc0\x0c"
 """A compression pointer to offset 12, where the question's name starts."""
 _PLAIN = frozenset(b"abcdefghijklmnopqrstuvwxyz0123456789-_*")
@@ -172,6 +172,9 @@ def reduce(wire: bytes, header: Header, question: Question) -> Answer:
             if after != offset:
                 raise Malformed("SRV target does not fill the record")
             values.add(srv_value(port, target))
+        elif rtype == _SOA:
+            primary, _ = _name(wire, start)
+            values.add(primary)  # the zone's primary name server: enough to say it is served
         else:
             raise Malformed(f"{question.rtype} record with {length} bytes of data")
     return Answer(header.rcode, frozenset(values), ttl if ttl is not None else negative)

@@ -58,9 +58,12 @@ class Discovery:
     slices: dict[str, tuple[str, ...]] = field(default_factory=dict)
     node_local: str | None = None
     """The node-local address while it answers, else None."""
+    service_found: bool = False
+    """Whether the cluster DNS Service exists: without it there is no kube-dns layer."""
 
     def apply_service(self, state: DnsServiceState | None) -> None:
         """The cluster DNS Service, or None when deleted."""
+        self.service_found = state is not None
         self.service_ip = state.cluster_ip if state else None
         self.service_port = state.port if state else DNS_PORT
 
@@ -69,6 +72,11 @@ class Discovery:
 
     def delete_slice(self, name: str) -> None:
         self.slices.pop(name, None)
+
+    @property
+    def needs_service(self) -> bool:
+        """Whether an enabled layer comes from the cluster DNS Service."""
+        return bool({"kube-dns", "coredns"} & self.enabled)
 
     def servers(self) -> tuple[ServerRef, ...]:
         out = list(self.static)

@@ -47,6 +47,9 @@ class Snapshot:
     probes_deferred: int = 0
     budget_qps: float = 0.0
     skew: float | None = None
+    dns_service: tuple[str, str, bool] | None = None
+    """The cluster DNS Service's namespace and name, and whether it exists; None when no
+    layer needs it."""
 
 
 class Metrics(Collector):
@@ -179,6 +182,14 @@ class Metrics(Collector):
                 "dns_staleness_trigger_clock_skew_seconds",
                 "Lowest recent watch delay on the trigger reference; below zero means the "
                 "pods' node clocks run ahead of the agent's.", value=snap.skew)
+        if snap.dns_service is not None:
+            namespace, name, found = snap.dns_service
+            service = GaugeMetricFamily(
+                "dns_staleness_dns_service_found",
+                "1 if the cluster DNS Service exists; 0 loses the kube-dns and coredns layers.",
+                labels=["namespace", "service"])
+            service.add_metric([namespace, name], 1 if found else 0)
+            yield service
         info = GaugeMetricFamily("dns_staleness_build_info", "Always 1; the agent's version.",
                                  labels=["version"])
         info.add_metric([__version__], 1)

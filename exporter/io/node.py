@@ -1,10 +1,11 @@
 """This node's own DNS facts, read at the edge: static and resolv.conf layers, and whether the
-NodeLocal DNSCache answers. `run` and `check` both start from them."""
+NodeLocal DNSCache serves the cluster zone. `run` and `check` both start from them."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Collection
+from dataclasses import dataclass
 from pathlib import Path
 
 from exporter.core.dnsmsg import QueryWire
@@ -13,16 +14,11 @@ from exporter.core.records import (
     DNS_PORT,
     Question,
     ServerRef,
-    Target,
     join_address,
-    service_domain,
 )
 from exporter.io.probe import Prober
 
 log = logging.getLogger(__name__)
-
-API_SERVICE = Target("default", "kubernetes")
-"""Every cluster has it, so every cluster DNS server answers its name."""
 
 
 def static_layers(static_servers: Collection[str], layers: Collection[str],
@@ -41,11 +37,26 @@ def static_layers(static_servers: Collection[str], layers: Collection[str],
     return tuple(servers)
 
 
-async def node_local_answers(address: str, zone: str, probe_timeout: float) -> bool:
-    """Whether the NodeLocal DNSCache at `address` (`host:port`) answers a probe now."""
-    prober = Prober(ServerRef("node-local", address), probe_timeout, QueryWire())
+@dataclass(frozen=True, slots=True)
+class ZoneCheck:
+    answered: bool
+    problem: str | None
+    """Why the server is no layer of this cluster, in one line; None when it serves the zone."""
+
+
+async def check_zone(server: ServerRef, zone: str, probe_timeout: float) -> ZoneCheck:
+    """Whether `server` serves the cluster zone, by its SOA. A resolver that answers, but not
+    for the cluster zone (a node's upstream, a typo in the address), would otherwise fail
+    every name as missing."""
+    prober = Prober(server, probe_timeout, QueryWire())
     try:
-        result = await prober.probe(Question(service_domain(API_SERVICE, zone), "A"))
+        result = await prober.probe(Question(f"{zone.strip('.')}.", "SOA"))
     finally:
         prober.close()
-    return result.answer is not None
+    where = f"{server.layer} at {server.address}"
+    if result.answer is None:
+        return ZoneCheck(False, f"{where} does not answer ({result.result})")
+    if result.answer.rcode != "NOERROR" or not result.answer.values:
+        return ZoneCheck(True, f"{where} answers {result.answer.rcode} with no SOA for {zone}: "
+                               "it does not serve the cluster zone")
+    return ZoneCheck(True, None)

@@ -18,7 +18,8 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.agent import Agent
-from exporter.core.events import ObjectEvent, SourceEvent, Synced
+from exporter.core.events import Kind, ObjectEvent, SourceEvent, Synced
+from exporter.core.layers import Discovery
 from exporter.core.records import ServerRef
 from exporter.io.lab import KubernetesBackend, LabCluster, LabDnsServer, LabPod
 from exporter.io.metrics import Metrics
@@ -222,3 +223,30 @@ async def test_steady_probes_start_soon_after_the_first_sync() -> None:
     lab.close()
     # 50 targets x 3 names on one server over the 30 s sweep: 5 probes a second.
     assert lab.queries >= 5
+
+
+def test_a_missing_dns_service_is_logged_once_and_shown(
+        caplog: pytest.LogCaptureFixture) -> None:
+    settings = load("run", {"kube_dns_service": "cluster-dns"}, {}, None)
+    discovery = Discovery(node="n", replicas_per_node=1, enabled=frozenset({"coredns"}))
+    agent = Agent(settings, (), Metrics(CollectorRegistry()), discovery=discovery)
+    agent.ingest(Synced())
+    agent.ingest(Synced())
+    gauge = [(s.labels, s.value) for f in agent.metrics.collect()
+             for s in f.samples if s.name == "dns_staleness_dns_service_found"]
+    assert gauge == []  # the snapshot is taken at render time
+    agent.metrics.snapshot = agent.snapshot()
+    gauge = [(s.labels, s.value) for f in agent.metrics.collect()
+             for s in f.samples if s.name == "dns_staleness_dns_service_found"]
+    assert gauge == [({"namespace": "kube-system", "service": "cluster-dns"}, 0)]
+    warned = [r.getMessage() for r in caplog.records if "no cluster DNS Service" in r.message]
+    assert warned == ["no cluster DNS Service kube-system/cluster-dns: the kube-dns and "
+                      "coredns layers have no servers; set kube_dns_namespace and "
+                      "kube_dns_service to the cluster's DNS Service"]
+    agent.ingest(ObjectEvent(Kind.DNS_SERVICE, "ADDED", {
+        "metadata": {"name": "cluster-dns", "namespace": "kube-system"},
+        "spec": {"clusterIP": "10.96.0.10", "ports": [{"name": "dns", "port": 53,
+                                                       "protocol": "UDP"}]}}))
+    agent.metrics.snapshot = agent.snapshot()
+    assert [s.value for f in agent.metrics.collect() for s in f.samples
+            if s.name == "dns_staleness_dns_service_found"] == [1]

@@ -17,7 +17,7 @@ import jsonschema
 import pytest
 
 from tests.integration.agent import SCENARIOS, Checker
-from tests.rig import CoreDNS, KubeApiServer, KubeClient, Rig, api_path
+from tests.rig import CoreDNS, KubeApiServer, KubeClient, Rig, api_path, next_loopback_address
 
 pytestmark = pytest.mark.rig
 
@@ -147,6 +147,38 @@ def test_hostname_without_subdomain(env: Env) -> None:
     assert ("fail", "nosub-x sets hostname 'nosub-x' but no subdomain: it gets no per-pod "
                     "record") in lines(report, "pods")
     assert code == 1
+
+
+def test_a_pod_without_hostname_is_what_the_agent_calls_it(env: Env) -> None:
+    env.service("mixed", 1)
+    env.pod("mixed", "mixed-plain", hostname=None, subdomain=None)
+    env.kube.wait_for_endpointslice(NS, "mixed", lambda s: sum(
+        len(x.get("endpoints") or []) for x in s) == 2)
+    code, report = env.check("mixed")
+    assert ("warn", "endpoint_without_hostname: some endpoints have no hostname (mixed-plain), "
+                    "so only those with one get a per-pod record by name") in lines(
+        report, "pods")
+    assert code == 0
+
+
+def test_a_resolver_that_does_not_serve_the_zone_is_no_node_local(
+        env: Env, rig_bins: Rig) -> None:
+    """It answers, but NXDOMAIN for everything: taking it as node-local would fail every
+    name of the Service as missing."""
+    address = next_loopback_address()
+    wrong = CoreDNS(rig_bins.coredns, env.workdir / "wrong",
+                    f". {{\n    bind {address}\n    template IN ANY . {{\n        rcode NXDOMAIN"
+                    "\n    }\n}\n", address=address, name="check-wrong").start()
+    try:
+        env.service("misrouted", 1)
+        code, report = env.check("misrouted", "--node-local-address", wrong.hostport)
+    finally:
+        wrong.stop()
+    assert ("warn", f"node-local at {wrong.hostport} answers NXDOMAIN with no SOA for "
+                    "cluster.local: it does not serve the cluster zone; not probed") in lines(
+        report, "dns")
+    assert not [c for c in report["checks"] if c["status"] == "fail"], report["checks"]
+    assert code == 0
 
 
 def test_subdomain_mismatch(env: Env) -> None:

@@ -26,7 +26,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Self
+from typing import Any
 
 import aiohttp
 import dns.message
@@ -74,11 +74,6 @@ class RestartableApiServer(KubeApiServer):
     def prepare(self) -> None:
         if self._pki is None:
             super().prepare()
-
-    def start(self, timeout: float | None = None) -> Self:
-        if self._proc is not None and not self.running:
-            self._proc = None  # stopped: start the same server again
-        return super().start(timeout)
 
 
 @pytest.fixture(scope="module")

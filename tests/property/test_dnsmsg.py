@@ -27,16 +27,22 @@ pytestmark = pytest.mark.filterwarnings(
 @st.composite
 def responses(draw: st.DrawFn) -> tuple[bytes, Question]:
     qname = draw(NAMES)
-    rtype = draw(st.sampled_from(["A", "AAAA", "SRV"]))
+    rtype = draw(st.sampled_from(["A", "AAAA", "SRV", "SOA"]))
     query = dns.message.make_query(qname, rtype, use_edns=0, payload=1232,
                                    id=draw(st.integers(0, 65535)))
     response = dns.message.make_response(query)
     response.set_rcode(draw(st.sampled_from([dns.rcode.NOERROR, dns.rcode.NXDOMAIN,
                                              dns.rcode.SERVFAIL])))
+    soa_owners = set()
     for _ in range(draw(st.integers(0, 3))):
         owner = qname if draw(st.booleans()) else draw(NAMES)
-        kind = draw(st.sampled_from(["A", "AAAA", "SRV"]))
-        if kind == "A":
+        kind = draw(st.sampled_from(["A", "AAAA", "SRV", "SOA"]))
+        if kind == "SOA" and owner.lower() in soa_owners:
+            continue  # SOA is a singleton type: dnspython keeps one record per owner
+        if kind == "SOA":
+            soa_owners.add(owner.lower())
+            texts = [f"ns.{draw(NAMES)} host.{qname} 1 7200 1800 86400 60"]
+        elif kind == "A":
             texts = draw(st.lists(IPV4, min_size=1, max_size=8))
         elif kind == "AAAA":
             texts = draw(st.lists(IPV6, min_size=1, max_size=4))

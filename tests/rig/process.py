@@ -147,8 +147,9 @@ class ManagedProcess:
         return self._proc is not None and self._proc.poll() is None
 
     def start(self, timeout: float | None = None) -> Self:
-        """Start the process and wait until :meth:`is_ready`; raise RigError otherwise."""
-        if self._proc is not None:
+        """Start the process and wait until :meth:`is_ready`; raise RigError otherwise.
+        A stopped process starts again with the same configuration."""
+        if self.running:
             raise RigError(f"{self.name} already started")
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.prepare()
