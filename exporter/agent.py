@@ -57,7 +57,7 @@ class Agent:
                               settings.opt_out_annotation)
         self.truth = Truth(settings.zone, selection.matcher(), settings.max_targets,
                            scope=settings.plugin_scope())
-        self.comparator = Comparator(settings.history)
+        self.comparator = Comparator(settings.history, settings.balanced_confirm_probes)
         self.scheduler = Scheduler(
             Budget(settings.probe_budget_qps, settings.probe_burst), rng or random.Random(),
             fast_interval=settings.fast_interval, fast_cap=settings.fast_cap,
@@ -184,7 +184,8 @@ class Agent:
             self.probers[server] = Prober(server, self.settings.probe_timeout, self.wire,
                                           self.clock)
         log.info("probing %s", ", ".join(f"{s.layer}={s.address}" for s in sorted(servers)))
-        self.comparator.set_servers(self.probers)
+        self.comparator.set_servers(self.probers, {
+            s for s in self.probers if s.layer in self.settings.balanced_layers})
         self.scheduler.set_servers(tuple(sorted(self.probers)))
         self._kick.set()
 

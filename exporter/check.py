@@ -367,7 +367,8 @@ async def diagnose(settings: Settings, target: Target, out: TextIO = sys.stdout,
         if settings.follow:
             windows = await _follow(settings, api, discovery, target, settings.follow, out,
                                     live)
-            verdicts += follow_checks(windows, layer_bounds)
+            verdicts += follow_checks(windows, layer_bounds,
+                                      service_domain(target, settings.zone))
     return Report(target, verdicts, detail,
                   {k: {"stale": b.stale, "negative": b.negative} for k, b in
                    layer_bounds.items()}, windows, time.monotonic() - started)

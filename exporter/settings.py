@@ -170,6 +170,14 @@ class Settings:
     node_local_address: str = setting(
         "169.254.20.10", _ip_port, ("run", "check"),
         doc="The NodeLocal DNSCache address, IP or IP:PORT; the layer is used only if it answers.")
+    balanced_layers: tuple[str, ...] = setting(
+        ("kube-dns",), None, ("run", "check"),
+        doc=("Layers whose address spreads queries over replicas with caches of their own (a "
+             "Service IP): a window there ends when the layer last served the old state."))
+    balanced_confirm_probes: int = setting(
+        10, _at_least(1, True), ("run", "check"),
+        doc=("Answers in a row in the new state that end a window on a balanced layer; one "
+             "in the old state, from a replica behind, moves the end."))
     kube_dns_namespace: str = setting(
         "kube-system", None, ("run", "check"),
         doc="Namespace of the cluster DNS Service.")

@@ -95,6 +95,12 @@ class _Open:
     """The truth change behind the window; None when the truth did not cause it."""
     first_seen: float
     last_seen: float
+    ended: Observation | None = None
+    """Behind a balancer: the first answer in the new state since the last one in the old,
+    while it waits for confirmation."""
+    ended_after: float = 0.0
+    """`last_seen` when `ended` came: the start of the end's resolution."""
+    confirmations: int = 0
 
 
 @dataclass(slots=True)
@@ -106,6 +112,9 @@ class _Cell:
     missing: dict[str, _Open] = field(default_factory=dict)
     failed_at: float = float("-inf")
     """When a probe of this name on this server last failed."""
+    sampled: dict[str, Stamp] = field(default_factory=dict)
+    """Removed values whose stale window already gave its sample behind a balancer: a
+    replica seen serving one later shows in the gauges, never as a second sample."""
 
 
 @dataclass(slots=True)
@@ -153,17 +162,25 @@ def _closed(
 
 
 class Comparator:
-    def __init__(self, history: float = 900.0) -> None:
+    def __init__(self, history: float = 900.0, confirm: int = 10) -> None:
         self.history = history
         """Seconds a removed record stays attributable, and a retired name stays probed."""
+        self.confirm = confirm
+        """Answers in the new state that end a window behind a balancer."""
+        self.balanced: frozenset[ServerRef] = frozenset()
         self.servers: tuple[ServerRef, ...] = ()
         self.synced = False
         self._down: set[ServerRef] = set()
         self._questions: dict[Question, _QuestionState] = {}
         self._by_target: dict[Target, set[Question]] = {}
 
-    def set_servers(self, servers: Iterable[ServerRef]) -> None:
+    def set_servers(self, servers: Iterable[ServerRef],
+                    balanced: Iterable[ServerRef] = ()) -> None:
+        """`balanced`: servers whose address spreads queries over replicas with caches of
+        their own (a Service IP). A window there ends when the layer last served the old
+        state, as a client of that address sees it (docs/design.md, "Windows")."""
         self.servers = tuple(sorted(set(servers)))
+        self.balanced = frozenset(balanced)
         for qs in self._questions.values():
             qs.cells = {s: qs.cells.get(s) or _Cell() for s in self.servers}
 
@@ -229,6 +246,7 @@ class Comparator:
         qs.expected[value] = stamp
         qs.removed.pop(value, None)
         for server, cell in qs.cells.items():
+            cell.sampled.pop(value, None)
             window = cell.stale.pop(value, None)
             if stamp is None:
                 continue
@@ -250,11 +268,14 @@ class Comparator:
         cell = qs.cells.setdefault(obs.server, _Cell())
         at, answer = obs.received, obs.values
         self._down.discard(obs.server)
-        self._close(STALE, cell, cell.stale, qs, obs, outcome)
-        self._close(PROPAGATION, cell, cell.missing, qs, obs, outcome)
+        confirm = self.confirm if obs.server in self.balanced else 1
+        self._close(STALE, cell, cell.stale, qs, obs, outcome, confirm)
+        self._close(PROPAGATION, cell, cell.missing, qs, obs, outcome, confirm)
         for value in answer:
             if value not in qs.expected and value not in cell.stale:
                 cause = qs.removed.get(value) if self.synced else None
+                if cause is not None and cell.sampled.get(value) is cause:
+                    cause = None  # a late replica of a removal already measured
                 cell.stale[value] = _Open(cause, at, at)
         for value in qs.expected:
             if value not in answer and value not in cell.missing:
@@ -264,30 +285,41 @@ class Comparator:
 
     @staticmethod
     def _close(kind: str, cell: _Cell, windows: dict[str, _Open], qs: _QuestionState,
-               obs: Observation, outcome: Outcome) -> None:
-        """A stale window closes at the first answer without its value, a missing one at the
-        first answer with it; until then each answer moves `last_seen` on."""
+               obs: Observation, outcome: Outcome, confirm: int) -> None:
+        """A stale window ends at the first answer without its value, a missing one at the
+        first answer with it; until then each answer moves `last_seen` on. Behind a
+        balancer the end needs `confirm` such answers in a row: one in the old state, from a
+        replica whose cache is behind, means the layer still serves it, and the end moves."""
         for value, window in list(windows.items()):
             if (value in obs.values) == (kind == STALE):
-                window.last_seen = obs.received
+                window.last_seen, window.ended, window.confirmations = obs.received, None, 0
+                continue
+            if window.ended is None:
+                window.ended, window.ended_after = obs, window.last_seen
+            window.confirmations += 1
+            if window.confirmations < confirm:
                 continue
             del windows[value]
             if window.cause is None:
                 continue
+            end = window.ended
             reason = None
-            if obs.sent < window.cause.seen:
+            if end.sent < window.cause.seen:
                 reason = RaceReason.LAYER_AHEAD_OF_WATCH
-            elif window.last_seen <= window.cause.seen and cell.failed_at > window.last_seen:
+            elif window.ended_after <= window.cause.seen and \
+                    cell.failed_at > window.ended_after:
                 # Never seen in the old state after the change, with failures in between:
                 # the end is anywhere in the outage, so the same event would give another
                 # number with other probe times.
                 reason = RaceReason.OUTAGE
             if reason is not None:
                 outcome.races.append(Race(reason, qs.target, obs.question, obs.server, value))
-            else:
-                outcome.windows += _closed(kind, qs, obs.question, obs.server, value,
-                                           window.cause, obs.received,
-                                           obs.received - window.last_seen)
+                continue
+            if kind == STALE and confirm > 1:
+                cell.sampled[value] = window.cause
+            outcome.windows += _closed(kind, qs, obs.question, obs.server, value,
+                                       window.cause, end.received,
+                                       end.received - window.ended_after)
 
     def converged(self, target: Target, server: ServerRef) -> bool:
         """Every name of the target was probed on the server since its last change, and agrees."""

@@ -246,15 +246,23 @@ FOLLOW_SLACK = 1.0
 and the bound's own whole-second rounding, with room to spare."""
 
 
-def follow_checks(windows: Sequence[Mapping[str, Any]],
-                  bounds: Mapping[str, Bounds]) -> list[Verdict]:
-    """A window seen while following fails when it outlasts what the layer's Corefile allows."""
+def follow_checks(windows: Sequence[Mapping[str, Any]], bounds: Mapping[str, Bounds],
+                  domain: str) -> list[Verdict]:
+    """A window seen while following fails when it outlasts what the layer's Corefile allows:
+    a stale one its stale bound; a missing one on a name of its own (an endpoint's, which
+    did not exist before) the negative bound, since a cached NXDOMAIN is what hides it; a
+    missing one at the Service's names (`domain` and its `_port._proto` names) the larger of
+    the two, as a cached answer without the new value hides it as long as a removed one."""
     out = []
     for w in windows:
         bound = bounds.get(w["layer"])
-        if w["event"] == "closed" and bound is not None and w["seconds"] > bound.stale + \
-                FOLLOW_SLACK:
+        if w["event"] != "closed" or bound is None:
+            continue
+        own_name = w["name"] != domain and not w["name"].startswith("_")
+        limit = bound.stale if w["kind"] == "stale" else bound.negative if own_name \
+            else max(bound.stale, bound.negative)
+        if w["seconds"] > limit + FOLLOW_SLACK:
             out.append(Verdict("follow", FAIL, f"{w['layer']} {w['kind']} window of "
                                f"{w['seconds']:.2f} s on {w['name']} {w['value']}, over its "
-                               f"bound of {bound.stale:g} s"))
+                               f"bound of {limit:g} s"))
     return out

@@ -8,6 +8,8 @@ import subprocess
 import time
 from pathlib import Path
 
+import dns.message
+import dns.query
 import pytest
 
 from exporter.core.corefile import CorefileError, bounds, settings_of
@@ -15,6 +17,7 @@ from exporter.core.records import Question
 from tests.integration.agent import SCENARIOS, ask
 from tests.rig import (
     ClusterDNSFactory,
+    CoreDNS,
     KubeApiServer,
     KubeClient,
     NodeLocalDNSFactory,
@@ -24,6 +27,7 @@ from tests.rig import (
     next_loopback_address,
     wait_until,
 )
+from tests.rig.coredns import cluster_corefile
 
 pytestmark = pytest.mark.rig
 
@@ -142,3 +146,54 @@ def test_the_kubeadm_node_local_bound_holds_and_is_nearly_reached(
     SCENARIOS.append(("kubeadm defaults, a refill 1 s before expiry", "node-local",
                       f"{computed['node-local'].stale:g} s", f"{measured:.1f} s", "(bound)"))
     assert computed["node-local"].stale - 3 <= measured <= computed["node-local"].stale + 0.5
+
+
+def test_serve_stale_with_a_healthy_upstream_serves_one_stale_answer_then_refreshes(
+        rig_bins: Rig, apiserver: KubeApiServer, kube: KubeClient, namespace: str,
+        tmp_path: Path) -> None:
+    """docs/runbooks.md: in `immediate` mode the first query after expiry gets the old answer
+    with TTL 0 and starts one background refresh, which replaces the entry, so the record
+    outlives the cache lifetime by about one query; the bound adds nothing for it."""
+    cluster = CoreDNS._on_fresh_address(
+        rig_bins.coredns, tmp_path / "stale", "serve-stale",
+        lambda address, ready_port: cluster_corefile(
+            address=address, ready_port=ready_port, apiserver_url=apiserver.url,
+            kubeconfig=apiserver.kubeconfig_path, ttl=5).replace(
+            "    loadbalance", "    cache 5 {\n        serve_stale 1h immediate\n    }\n"
+            "    loadbalance")).start()
+    try:
+        assert bounds(settings_of(cluster.corefile), None)["coredns"].stale == 5
+        kube.create(api_path("v1", "services", namespace), {
+            "metadata": {"name": "db"}, "spec": {"clusterIP": "None",
+                                                 "ports": [{"port": 5432}]}})
+        endpoints = [{"addresses": ["10.4.1.1"]}, {"addresses": ["10.4.1.2"]}]
+        path = api_path("discovery.k8s.io/v1", "endpointslices", namespace)
+        kube.create(path, {"metadata": {"name": "db-1", "labels": {
+            "kubernetes.io/service-name": "db"}}, "addressType": "IPv4",
+            "endpoints": endpoints})
+        name = f"db.{namespace}.svc.cluster.local."
+        wait_until(lambda: ttl_and_values(cluster, name)[1] == {"10.4.1.1", "10.4.1.2"}
+                   or None, timeout=20, what="CoreDNS to serve both endpoints")
+        filled = time.monotonic()  # that answer was cached now, for 5 s
+        kube.update(f"{path}/db-1", {**kube.get(f"{path}/db-1"), "endpoints": endpoints[:1]})
+        removed = time.monotonic()
+        answers = []
+        while time.monotonic() - filled < 9:
+            answers.append((time.monotonic() - removed, *ttl_and_values(cluster, name)))
+            time.sleep(0.1)
+    finally:
+        cluster.stop()
+    stale = [(t, ttl) for t, ttl, values in answers if "10.4.1.2" in values]
+    expired = [(t, ttl) for t, ttl in stale if ttl == 0]
+    assert len(expired) == 1, answers  # one answer served stale, with TTL 0
+    last = stale[-1][0]
+    assert last <= filled + 5 + 0.5 - removed, answers  # then the refresh replaced it
+    SCENARIOS.append(("serve_stale immediate, healthy upstream", "coredns",
+                      "5 s", f"{last:.1f} s", f"{len(expired)} stale answer"))
+
+
+def ttl_and_values(server: CoreDNS, name: str) -> tuple[int, set[str]]:
+    reply = dns.query.udp(dns.message.make_query(name, "A"), server.address, port=server.port,
+                          timeout=1.0)
+    values = {r.to_text() for rrset in reply.answer for r in rrset}
+    return min((rrset.ttl for rrset in reply.answer), default=-1), values

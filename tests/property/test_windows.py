@@ -11,6 +11,7 @@ and open windows must show in the gauges with the right age.
 from __future__ import annotations
 
 import bisect
+import random
 from dataclasses import dataclass, field
 
 from hypothesis import given, settings
@@ -110,13 +111,14 @@ def timelines(draw: st.DrawFn, min_gap: float = 0.05, max_gap: float = 20.0) -> 
     return timeline
 
 
-def simulate(timeline: Timeline, layers: list[Layer], end: float,
-             trigger_lag: float = 0.3) -> tuple[Comparator, list[tuple[float, Window]]]:
-    """Feed the truth and every layer's probes to a comparator in the order they happen."""
-    comparator = Comparator(history=3600)
+def simulate(timeline: Timeline, layers: list[Layer], end: float, trigger_lag: float = 0.3,
+             confirm: int = 1) -> tuple[Comparator, list[tuple[float, Window]]]:
+    """Feed the truth and every layer's probes to a comparator in the order they happen;
+    with `confirm` above 1, every layer is behind a balancer."""
+    comparator = Comparator(history=3600, confirm=confirm)
     servers = {layer.name: ServerRef(layer.name, f"10.9.9.{i}:53")
                for i, layer in enumerate(layers)}
-    comparator.set_servers(servers.values())
+    comparator.set_servers(servers.values(), servers.values() if confirm > 1 else ())
     events: list[tuple[float, int, object]] = []
     for when, expected in timeline:
         events.append((when, 0, expected))
@@ -324,3 +326,45 @@ def test_outages_never_become_samples(data: st.DataObject, timeline: Timeline,
                                                     guard=delay + 2 * DT):
             low = window.seconds - window.resolution - RTT - 1e-6
             assert low <= delay <= window.seconds + 1e-6, (window, down)
+
+
+@dataclass
+class Balanced(Layer):
+    """Replicas behind one address, each query to one of them at random; records what
+    every probe got."""
+
+    name: str
+    replicas: list[Layer]
+    rng: random.Random
+    log: list[tuple[float, frozenset[str]]] = field(default_factory=list)
+
+    def serve(self, t: float) -> frozenset[str] | None:
+        values = self.rng.choice(self.replicas).serve(t)
+        if values is not None:
+            self.log.append((t, values))
+        return values
+
+
+@settings(max_examples=300, deadline=None)
+@given(timelines(min_gap=0.5), st.floats(0.0, 3.0), st.sampled_from([5.0, 10.0, 30.0]),
+       st.integers(0, 2**32))
+def test_a_balanced_layer_gives_one_window_that_ends_at_its_last_sighting(
+        timeline: Timeline, delay: float, ttl: float, seed: int) -> None:
+    """Two replicas, one fresh and one a TTL cache, behind one address: each removal or
+    addition gives at most one sample per value, and it ends at the first answer in the new
+    state after the last answer in the old one, as a client of that address sees it."""
+    layer = Balanced("kube-dns", [Delayed("fresh", timeline, delay),
+                                  TtlCache("cached", timeline, ttl)], random.Random(seed))
+    _, windows = simulate(timeline, [layer], timeline[-1][0] + ttl + 10, confirm=10)
+    causes = [(w.kind, w.value, cause_of(timeline, w, closed))
+              for closed, w in windows if w.reference == "watch"]
+    assert len(causes) == len(set(causes)), causes
+    for closed, window in windows:
+        if window.reference != "watch":
+            continue
+        cause = cause_of(timeline, window, closed)
+        old = window.kind == STALE  # the old state: the value served
+        seen = [(t, (window.value in v) == old) for t, v in layer.log if cause <= t < closed]
+        last_old = max((t for t, in_old in seen if in_old), default=None)
+        end = min(t for t, in_old in seen if not in_old and (last_old is None or t > last_old))
+        assert abs(window.seconds - (end + RTT - cause)) < 1e-6, (window, end, last_old)

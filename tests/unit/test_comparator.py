@@ -214,3 +214,35 @@ def test_a_stale_record_seen_after_the_change_survives_an_outage(
     comparator.failed(Q, S, 4.0)
     [window] = comparator.observe(Observation(Q, S, 5.0, 5.0, frozenset({"1.1.1.1"}))).windows
     assert (window.kind, window.seconds, window.resolution) == (STALE, 3.0, 2.0)
+
+
+def balanced_comparator(confirm: int = 3) -> Comparator:
+    c = Comparator(confirm=confirm)
+    c.set_servers([S, S2], balanced=[S2])
+    c.update(Update(T, answers(svc=frozenset({"1.1.1.1", "1.1.1.2"})), Stamp(0.0)))
+    c.mark_synced()
+    return c
+
+
+def test_behind_a_balancer_a_removal_gives_one_window_ending_at_the_last_sighting() -> None:
+    c = balanced_comparator()
+    probe(c, 1.0, {"1.1.1.1", "1.1.1.2"}, server=S2)
+    c.update(Update(T, answers(svc=frozenset({"1.1.1.1"})), Stamp(2.0)))
+    # Replica B has moved on; replica A's cache still serves the removed record.
+    assert probe(c, 3.0, {"1.1.1.1"}, server=S2) == []
+    assert probe(c, 3.1, {"1.1.1.1", "1.1.1.2"}, server=S2) == []
+    assert probe(c, 23.0, {"1.1.1.1"}, server=S2) == []
+    assert probe(c, 23.1, {"1.1.1.1"}, server=S2) == []
+    [window] = c.observe(Observation(Q, S2, 23.2, 23.2, frozenset({"1.1.1.1"}))).windows
+    assert (window.kind, window.seconds, round(window.resolution, 6)) == (STALE, 21.0, 19.9)
+    # A replica seen later with the record shows as stale, but gives no second sample.
+    probe(c, 30.0, {"1.1.1.1", "1.1.1.2"}, server=S2)
+    assert c.open_windows(30.5)[(T, "coredns")].stale == 1
+    assert [probe(c, 31.0 + i / 10, {"1.1.1.1"}, server=S2) for i in range(3)] == [[], [], []]
+
+
+def test_a_server_that_is_not_balanced_still_ends_at_the_first_answer() -> None:
+    c = balanced_comparator()
+    probe(c, 1.0, {"1.1.1.1", "1.1.1.2"})
+    c.update(Update(T, answers(svc=frozenset({"1.1.1.1"})), Stamp(2.0)))
+    assert probe(c, 3.0, {"1.1.1.1"}) == [(STALE, "watch", 1.0)]
