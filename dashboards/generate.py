@@ -367,7 +367,9 @@ def overview() -> dashboard.Dashboard:
             "Misconfigured headless Services",
             "Services with a known cause of missing records at the end of the range: "
             "no_named_ports (no SRV records), selectorless_without_endpoints (no records at "
-            "all), invalid_endpoint_address. These are configuration, not staleness.",
+            "all), invalid_endpoint_address, endpoint_without_hostname, and outside_* or "
+            "noendpoints when CoreDNS's kubernetes plugin does not serve the Service at all "
+            "(docs/metrics.md). These are configuration, not staleness.",
             "short",
             [Query("max by (namespace, service, reason) (dns_staleness_misconfigurations{"
                    f'{AGENT}, namespace=~"$namespace"}})', instant=True)],
@@ -444,8 +446,9 @@ def service() -> dashboard.Dashboard:
         .with_panel(grid(
             "Misconfigurations",
             "Known causes of missing records for this Service at the end of the range "
-            "(no_named_ports, selectorless_without_endpoints, invalid_endpoint_address); see "
-            "the runbook of the misconfigured-Service alert.", "short",
+            "(no_named_ports, selectorless_without_endpoints, invalid_endpoint_address, "
+            "endpoint_without_hostname, outside_* and noendpoints for a Service CoreDNS does "
+            "not serve); see the runbook of the misconfigured-Service alert.", "short",
             [Query("max by (reason) (dns_staleness_misconfigurations{"
                    f'{AGENT}, namespace="$namespace", service="$service"}})', instant=True)],
             {"Value": ("present", "short")}, width=12))
