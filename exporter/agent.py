@@ -160,9 +160,10 @@ class Agent:
 
     def _say_dns_service(self) -> None:
         """One line when the cluster DNS Service is missing, and when it comes back."""
-        found = self.discovery is not None and self.discovery.service_found
-        if self.discovery is None or not self.discovery.needs_service or \
-                found == self._dns_service_found:
+        if self.discovery is None or not self.discovery.needs_service:
+            return
+        found = self.discovery.service_found
+        if found == self._dns_service_found:
             return
         self._dns_service_found = found
         where = f"{self.settings.kube_dns_namespace}/{self.settings.kube_dns_service}"

@@ -169,7 +169,8 @@ class Settings:
              "resolv-conf."))
     node_local_address: str = setting(
         "169.254.20.10", _ip_port, ("run", "check"),
-        doc="The NodeLocal DNSCache address, IP or IP:PORT; the layer is used only if it answers.")
+        doc=("The NodeLocal DNSCache address, IP or IP:PORT; the layer is used only once it "
+             "serves the cluster zone (its SOA)."))
     balanced_layers: tuple[str, ...] = setting(
         ("kube-dns",), None, ("run", "check"),
         doc=("Layers whose address spreads queries over replicas with caches of their own (a "

@@ -137,10 +137,14 @@ def go_duration(value: str, what: str) -> float:
     return -seconds if value.startswith("-") else seconds
 
 
+def _contains(parent: str, zone: str) -> bool:
+    """Whether `parent` (lower case, no dots at the ends; the root is "") contains `zone`."""
+    return parent == "" or zone == parent or zone.endswith(f".{parent}")
+
+
 def _covers(zones: tuple[str, ...], zone: str) -> bool:
     """Whether any of these zones (the root is "" or ".") contains `zone`."""
-    names = [z.strip(".").lower() for z in zones]
-    return any(z == "" or zone == z or zone.endswith(f".{z}") for z in names)
+    return any(_contains(z.strip(".").lower(), zone) for z in zones)
 
 
 def _cache(directive: Block, zone: str) -> Cache | None:
@@ -245,8 +249,7 @@ def settings_of(text: str, zone: str = "cluster.local") -> CorefileSettings:
     best: tuple[int, Block] | None = None
     for block in parse(text):
         for block_zone in _block_zones(block):
-            contains = block_zone == "" or zone == block_zone or zone.endswith(f".{block_zone}")
-            if contains and (best is None or len(block_zone) > best[0]):
+            if _contains(block_zone, zone) and (best is None or len(block_zone) > best[0]):
                 best = (len(block_zone), block)
     if best is None:
         raise CorefileError(f"no server block serves {zone}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 
 from exporter.core.objects import ServiceState
@@ -99,7 +100,7 @@ class PluginScope:
         matcher = parse_label_selector(self.labels) if self.labels else None
         object.__setattr__(self, "labels_matcher", matcher)
 
-    def excluded(self, service: ServiceState, exposed: frozenset[str] | None) -> str | None:
+    def excluded(self, service: ServiceState, exposed: AbstractSet[str] | None) -> str | None:
         """The option that puts the Service out of scope, named as a misconfiguration reason;
         `exposed` is the namespaces that match `namespace_labels` (None without it)."""
         namespace = service.target.namespace

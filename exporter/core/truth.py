@@ -9,6 +9,7 @@ slice of the Service, de-duplicated; per-pod names from `hostname`; SRV for name
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 
 from exporter.core.objects import ServiceState, SliceState
@@ -94,7 +95,7 @@ def misconfigurations(service: ServiceState, slices: Iterable[SliceState]) -> fr
 
 
 def served_slices(scope: PluginScope, service: ServiceState, slices: Iterable[SliceState],
-                  exposed: frozenset[str] | None) -> tuple[str | None, list[SliceState]]:
+                  exposed: AbstractSet[str] | None) -> tuple[str | None, list[SliceState]]:
     """The option that puts the Service out of CoreDNS's scope (None when in scope), and the
     slices CoreDNS serves of it: none out of scope, where every name is NXDOMAIN on every
     layer and so no window can open, and none outside the plugin's `labels`."""
@@ -135,9 +136,8 @@ class Truth:
         return service is not None and service.headless and self.selected(service)
 
     def _served(self, target: Target) -> tuple[str | None, list[SliceState]]:
-        exposed = frozenset(self.exposed) if self.exposed is not None else None
         return served_slices(self.scope, self.services[target],
-                             self.slices.get(target, {}).values(), exposed)
+                             self.slices.get(target, {}).values(), self.exposed)
 
     def _answers(self, target: Target) -> Answers:
         return expected_answers(self.services[target], self._served(target)[1], self.zone)

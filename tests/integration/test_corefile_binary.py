@@ -128,19 +128,11 @@ def test_the_kubeadm_node_local_bound_holds_and_is_nearly_reached(
     nodelocal = coredns_nodelocal(cluster, success_ttl=30, denial_ttl=5)
     computed = bounds(settings_of(cluster.corefile), settings_of(nodelocal.corefile))
     assert computed["node-local"].stale == 35
-    kube.create(api_path("v1", "services", namespace), {
-        "metadata": {"name": "db"}, "spec": {"clusterIP": "None", "ports": [{"port": 5432}]}})
-    endpoints = [{"addresses": ["10.4.0.1"]}, {"addresses": ["10.4.0.2"]}]
-    body = {"metadata": {"name": "db-1", "labels": {"kubernetes.io/service-name": "db"}},
-            "addressType": "IPv4", "endpoints": endpoints}
-    path = api_path("discovery.k8s.io/v1", "endpointslices", namespace)
-    kube.create(path, body)
-    name = Question(f"db.{namespace}.svc.cluster.local.", "A")
     # 40 s: a query that raced the informer may have cached NXDOMAIN for 30 s.
-    wait_until(lambda: ask(cluster, name)[1] == {"10.4.0.1", "10.4.0.2"} or None, timeout=40,
-               what="CoreDNS to serve both endpoints")
+    text, remove = serve_two(kube, namespace, cluster, "10.4.0", timeout=40)
+    name = Question(text, "A")
     filled = time.monotonic()  # CoreDNS's cache entry lives 30 s from here
-    kube.update(f"{path}/db-1", {**kube.get(f"{path}/db-1"), "endpoints": endpoints[:1]})
+    remove()
     removed = time.monotonic()
     time.sleep(max(0.0, filled + 29.0 - time.monotonic()))
     assert ask(nodelocal, name)[1] == {"10.4.0.1", "10.4.0.2"}  # a refill with ~1 s left
@@ -230,8 +222,8 @@ def test_each_accepted_cache_keeps_a_removed_record_within_its_bound(
     assert measured >= reach - 1.5, (reach, measured)
 
 
-def serve_two(kube: KubeClient, namespace: str, server: CoreDNS,
-              prefix: str) -> tuple[str, Callable[[], None]]:
+def serve_two(kube: KubeClient, namespace: str, server: CoreDNS, prefix: str,
+              timeout: float = 20.0) -> tuple[str, Callable[[], None]]:
     """Service `db` with the endpoints PREFIX.1 and PREFIX.2, once `server` serves both (its
     cache filled now); returns the name and a function that removes PREFIX.2."""
     kube.create(api_path("v1", "services", namespace), {
@@ -242,7 +234,7 @@ def serve_two(kube: KubeClient, namespace: str, server: CoreDNS,
         "kubernetes.io/service-name": "db"}}, "addressType": "IPv4", "endpoints": endpoints})
     name = f"db.{namespace}.svc.cluster.local."
     wait_until(lambda: ttl_and_values(server, name)[1] == {f"{prefix}.1", f"{prefix}.2"}
-               or None, timeout=20, what="CoreDNS to serve both endpoints")
+               or None, timeout=timeout, what="CoreDNS to serve both endpoints")
 
     def remove() -> None:
         kube.update(f"{path}/db-1", {**kube.get(f"{path}/db-1"), "endpoints": endpoints[:1]})
