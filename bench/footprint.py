@@ -28,7 +28,8 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.rig import CoreDNS, Etcd, KubeApiServer, KubeClient, Rig, api_path, free_port
+from bench.rig import start_api
+from tests.rig import CoreDNS, KubeApiServer, KubeClient, Rig, api_path, free_port
 
 NS = "footprint"
 IMPORTS = "import aiohttp, dns.message, prometheus_client, uvloop, yaml, exporter.agent"
@@ -103,11 +104,7 @@ def quantile(before: dict[float, float], after: dict[float, float], q: float) ->
 @contextmanager
 def cluster(rig: Rig, work: Path) -> Iterator[tuple[KubeApiServer, CoreDNS, CoreDNS]]:
     with ExitStack() as stack:
-        etcd = Etcd(rig.etcd, work / "etcd").start()
-        stack.callback(etcd.stop)
-        apiserver = KubeApiServer(rig.kube_apiserver, work / "apiserver",
-                                  etcd_url=etcd.client_url).start()
-        stack.callback(apiserver.stop)
+        apiserver = start_api(rig, work, stack)
         core = CoreDNS.cluster(rig.coredns, work / "cluster", apiserver=apiserver, ttl=5,
                                cache=5).start()
         stack.callback(core.stop)

@@ -40,6 +40,7 @@ import dns.message
 import dns.query
 import uvloop
 
+from bench.report import table
 from exporter.core.dnsmsg import EDNS_PAYLOAD, Answer, QueryWire, read_header, reduce
 from exporter.core.records import Question, ServerRef
 from exporter.io.lab import KubernetesBackend, LabCluster, LabDnsServer, LabPod
@@ -538,17 +539,6 @@ def parse_costs(repeat: int) -> list[ParseCost]:
 
 
 # --- output ------------------------------------------------------------------------------
-
-
-def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    widths = [max(len(row[i]) for row in (header, *rows)) for i in range(len(header))]
-
-    def line(cells: Sequence[str]) -> str:
-        return " | ".join(c.rjust(w) if re.fullmatch(r"[\d,.]+%?", c) else c.ljust(w)
-                          for c, w in zip(cells, widths, strict=True)).rstrip()
-
-    return "\n".join([line(header), "-+-".join("-" * w for w in widths),
-                      *(line(row) for row in rows)])
 
 
 def runs_table(runs: Sequence[Run], peer: str) -> str:

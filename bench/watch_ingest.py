@@ -26,7 +26,6 @@ import multiprocessing
 import os
 import platform
 import pstats
-import re
 import ssl
 import subprocess
 import sys
@@ -48,6 +47,7 @@ import uvloop
 from aiohttp.client_proto import ResponseHandler
 from prometheus_client import CollectorRegistry
 
+from bench.report import section, table
 from exporter.agent import Agent
 from exporter.core.events import Kind, ObjectEvent, SourceEvent, Synced
 from exporter.core.objects import (
@@ -861,21 +861,6 @@ def models_peer(venv: Path, lines: Path, body: Path, rounds: int) -> ModelsResul
 # --- output ------------------------------------------------------------------------------
 
 
-def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    widths = [max(len(row[i]) for row in (header, *rows)) for i in range(len(header))]
-
-    def line(cells: Sequence[str]) -> str:
-        return " | ".join(c.rjust(w) if re.fullmatch(r"[\d,.x×]+%?( s| MB)?", c) else c.ljust(w)
-                          for c, w in zip(cells, widths, strict=True)).rstrip()
-
-    return "\n".join([line(header), "-+-".join("-" * w for w in widths),
-                      *(line(row) for row in rows)])
-
-
-def section(title: str, body: str) -> None:
-    print(f"\n## {title}\n\n{body}", flush=True)
-
-
 def mb(size: float) -> str:
     return f"{size / MB:,.1f}"
 
@@ -1090,8 +1075,8 @@ def replay(args: argparse.Namespace, settings: Settings, services: list[Obj], sl
     section(f"cProfile: Agent.ingest of {len(lines):,} watch lines, 0 servers, "
             "top 12 by own time", hot_table(total, hot))
 
-    # With servers, every change puts the target in fast mode on each of them, and the cost
-    # per event grows with the number of targets in fast mode: fill it with one whole pass,
+    # With servers, every change puts the changed names in fast mode on each of them, and the
+    # cost per event grows with the number of names in fast mode: fill it with one whole pass,
     # then measure a sample.
     layered = synced_agent(settings, SERVERS, services, slices)
     step = agent_step(layered)
@@ -1100,11 +1085,11 @@ def replay(args: argparse.Namespace, settings: Settings, services: list[Obj], sl
     sample = lines[:LAYERED_SAMPLE]
     note(f"{len(SERVERS)} servers: {args.rounds} passes of {len(sample):,} lines")
     spent = sum(one_pass(step, sample) for _ in range(args.rounds))
-    report.layered = (len(sample) * args.rounds, spent, len(layered.scheduler._fast_until),
+    report.layered = (len(sample) * args.rounds, spent, len(layered.scheduler._fast),
                       len(lines), first)
     total, hot = profile(lambda: one_pass(step, sample), 12)
     section(f"cProfile: Agent.ingest of {len(sample):,} watch lines, {len(SERVERS)} servers, "
-            f"{report.layered[2]:,} (target, server) pairs in fast mode, top 12 by own time",
+            f"{report.layered[2]:,} (name, server) pairs in fast mode, top 12 by own time",
             hot_table(total, hot))
 
 

@@ -277,6 +277,16 @@ def overview() -> dashboard.Dashboard:
             "Closed missing windows on this layer: a record added to the truth until the "
             "first probe that serves it. Cells above the negative-cache TTL point to cached "
             "NXDOMAINs or a slow informer.", "dns_staleness_propagation_seconds"))
+        .with_panel(series(
+            "Window resolution p50 and p99 by layer",
+            "The gap between the last probe in the old state and the one that closed each "
+            "window: every window's own error bound. Cache expiries are bracketed to about "
+            "50 ms; more means a layer without a cache, a balanced address, or a budget too "
+            "small for the changes.", "s",
+            *[Query(f"histogram_quantile({q}, sum by (layer, le) (rate("
+                    f"dns_staleness_window_resolution_seconds_bucket{{{LAYER}}}"
+                    "[$__rate_interval])))", f"p{int(q * 100)} {{{{layer}}}}")
+              for q in (0.5, 0.99)], width=24))
         .with_row(dashboard.Row("Layers"))
         .with_panel(series(
             "Record TTL by layer",

@@ -61,7 +61,7 @@ class Agent:
         self.scheduler = Scheduler(
             Budget(settings.probe_budget_qps, settings.probe_burst), rng or random.Random(),
             fast_interval=settings.fast_interval, fast_cap=settings.fast_cap,
-            sweep_interval=settings.sweep_interval)
+            sweep_interval=settings.sweep_interval, fast_backoff_max=settings.fast_backoff_max)
         self.wire = QueryWire()
         self.discovery = discovery
         self.probers: dict[ServerRef, Prober] = {}
@@ -185,9 +185,9 @@ class Agent:
             self.probers[server] = Prober(server, self.settings.probe_timeout, self.wire,
                                           self.clock)
         log.info("probing %s", ", ".join(f"{s.layer}={s.address}" for s in sorted(servers)))
-        self.comparator.set_servers(self.probers, {
-            s for s in self.probers if s.layer in self.settings.balanced_layers})
-        self.scheduler.set_servers(tuple(sorted(self.probers)))
+        balanced = frozenset(s for s in self.probers if s.layer in self.settings.balanced_layers)
+        self.comparator.set_servers(self.probers, balanced)
+        self.scheduler.set_servers(tuple(sorted(self.probers)), balanced)
         self._kick.set()
 
     def _absorb(self, update: Update, now: float) -> None:
@@ -201,7 +201,7 @@ class Agent:
                       " (learned by relist)" if update.gap else "")
         self._replan(update.target, now)
         if outcome.changed and self.comparator.synced:
-            self.scheduler.changed(update.target, now)
+            self.scheduler.changed(update.target, outcome.changed, now)
             self._kick.set()
         self._publish(outcome)
 
@@ -229,15 +229,19 @@ class Agent:
         self.metrics.record_probe(result)
         if key.server not in self.probers:
             return
-        self._layer_up[key.server] = result.answer is not None
-        if result.answer is None:
+        answer = result.answer
+        self._layer_up[key.server] = answer is not None
+        if answer is None:
             self.comparator.failed(key.question, key.server, result.received)
+            self.scheduler.failed(key, result.received)
+            self._kick.set()  # the next probe of this name may now be due before the wake
             return
         self._note_ttl(result)
         outcome = self.comparator.observe(Observation(
-            key.question, key.server, result.sent, result.received, result.answer.values))
-        if self.comparator.converged(key.target, key.server):
-            self.scheduler.settle(key.target, key.server)
+            key.question, key.server, result.sent, result.received, answer.values))
+        self.scheduler.answered(key, result.sent, result.received, answer.values, answer.ttl,
+                                self.comparator.settled(key.question, key.server))
+        self._kick.set()
         self._publish(outcome)
 
     def _note_ttl(self, result: ProbeResult) -> None:

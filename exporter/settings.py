@@ -152,7 +152,12 @@ class Settings:
         doc="Seconds to wait for a DNS answer before counting a timeout.")
     fast_interval: float = setting(
         0.1, _between(0.01, 10),
-        doc="Seconds between probes of a changed target's names, until every layer agrees.")
+        doc=("Seconds between probes of a changed name on a layer that gives no prediction "
+             "(no cache, or behind a balancer); it doubles up to fast_backoff_max."))
+    fast_backoff_max: float = setting(
+        1.0, _between(0.01, 60),
+        doc=("Longest gap between probes of a changed name on a layer without a cache, whose "
+             "answer can change at any moment."))
     fast_cap: float = setting(
         300.0, _between(1, 86400),
         doc="Seconds after which fast mode gives up on a layer that never converges.")
@@ -259,6 +264,9 @@ class Settings:
         if self.probe_burst > self.probe_budget_qps:
             raise SettingsError("probe_burst", sources.get("probe_burst", "default"),
                                 f"must not exceed probe_budget_qps ({self.probe_budget_qps:g})")
+        if self.fast_backoff_max < self.fast_interval:
+            raise SettingsError("fast_backoff_max", sources.get("fast_backoff_max", "default"),
+                                f"must not be below fast_interval ({self.fast_interval:g})")
         return self
 
 

@@ -85,8 +85,8 @@ class Race:
 class Outcome:
     windows: list[Window] = field(default_factory=list)
     races: list[Race] = field(default_factory=list)
-    changed: bool = False
-    """The update moved the expected answer of at least one name."""
+    changed: set[Question] = field(default_factory=set)
+    """The names whose expected answer the update moved."""
 
 
 @dataclass(slots=True)
@@ -100,6 +100,8 @@ class _Open:
     while it waits for confirmation."""
     ended_after: float = 0.0
     """`last_seen` when `ended` came: the start of the end's resolution."""
+    blind: bool = False
+    """A probe of the name failed between the server's previous answer and `ended`."""
     confirmations: int = 0
 
 
@@ -173,6 +175,9 @@ class Comparator:
         self._down: set[ServerRef] = set()
         self._questions: dict[Question, _QuestionState] = {}
         self._by_target: dict[Target, set[Question]] = {}
+        self._open: set[tuple[Question, ServerRef]] = set()
+        """Cells that got a window since the gauges last looked: a scrape visits these, not
+        every cell of every name (bench/footprint.py)."""
 
     def set_servers(self, servers: Iterable[ServerRef],
                     balanced: Iterable[ServerRef] = ()) -> None:
@@ -217,7 +222,7 @@ class Comparator:
             added = [v for v in new if v not in qs.expected]
             if removed or added:
                 qs.changed_at = update.stamp.seen
-                outcome.changed = True
+                outcome.changed.add(question)
             for value in removed:
                 self._remove(qs, question, value, stamp, update.stamp.seen, outcome)
             for value in added:
@@ -238,6 +243,7 @@ class Comparator:
                                               question, server, value))
             elif self.synced and value in cell.served and cell.last_received is not None:
                 cell.stale[value] = _Open(stamp, at, cell.last_received)
+                self._open.add((question, server))
 
     def _add(
         self, qs: _QuestionState, question: Question, value: str, stamp: Stamp | None,
@@ -259,6 +265,7 @@ class Comparator:
                 # which may be before the watch told us.
                 last = cell.last_received if cell.last_received is not None else stamp.seen
                 cell.missing[value] = _Open(stamp, stamp.seen, last)
+                self._open.add((question, server))
 
     def observe(self, obs: Observation) -> Outcome:
         outcome = Outcome()
@@ -277,9 +284,11 @@ class Comparator:
                 if cause is not None and cell.sampled.get(value) is cause:
                     cause = None  # a late replica of a removal already measured
                 cell.stale[value] = _Open(cause, at, at)
+                self._open.add((obs.question, obs.server))
         for value in qs.expected:
             if value not in answer and value not in cell.missing:
                 cell.missing[value] = _Open(None, at, at)
+                self._open.add((obs.question, obs.server))
         cell.served, cell.last_sent, cell.last_received = answer, obs.sent, at
         return outcome
 
@@ -296,6 +305,11 @@ class Comparator:
                 continue
             if window.ended is None:
                 window.ended, window.ended_after = obs, window.last_seen
+                # `last_received` is still the answer before this one; a window opened
+                # before the server ever answered counts every failure.
+                previous = cell.last_received if cell.last_received is not None \
+                    else float("-inf")
+                window.blind = cell.failed_at > previous
             window.confirmations += 1
             if window.confirmations < confirm:
                 continue
@@ -306,8 +320,7 @@ class Comparator:
             reason = None
             if end.sent < window.cause.seen:
                 reason = RaceReason.LAYER_AHEAD_OF_WATCH
-            elif window.ended_after <= window.cause.seen and \
-                    cell.failed_at > window.ended_after:
+            elif window.ended_after <= window.cause.seen and window.blind:
                 # Never seen in the old state after the change, with failures in between:
                 # the end is anywhere in the outage, so the same event would give another
                 # number with other probe times.
@@ -321,15 +334,14 @@ class Comparator:
                                        window.cause, end.received,
                                        end.received - window.ended_after)
 
-    def converged(self, target: Target, server: ServerRef) -> bool:
-        """Every name of the target was probed on the server since its last change, and agrees."""
-        for question in self._by_target.get(target, ()):
-            cell = self._questions[question].cells.get(server)
-            if cell is None or cell.stale or cell.missing:
-                return False
-            if cell.last_sent is None or cell.last_sent < self._questions[question].changed_at:
-                return False
-        return True
+    def settled(self, question: Question, server: ServerRef) -> bool:
+        """The name was probed on the server since its last change, and agrees."""
+        qs = self._questions.get(question)
+        if qs is None:
+            return True
+        cell = qs.cells.get(server)
+        return (cell is not None and not cell.stale and not cell.missing
+                and cell.last_sent is not None and cell.last_sent >= qs.changed_at)
 
     def prune(self, now: float) -> list[Target]:
         """Forget retired names once settled or too old; returns targets whose names changed."""
@@ -356,15 +368,19 @@ class Comparator:
 
     def open_detail(self, now: float) -> Iterator[OpenWindow]:
         """Every window open now, with its age: from the truth change, or from first sight."""
-        for question, qs in self._questions.items():
-            for server, cell in qs.cells.items():
-                if server in self._down:
-                    continue
-                for kind, found in ((STALE, cell.stale), (PROPAGATION, cell.missing)):
-                    for value, window in found.items():
-                        since = window.cause.seen if window.cause else window.first_seen
-                        yield OpenWindow(kind, qs.target, question, server, value,
-                                         now - since, window.cause is not None)
+        for question, server in list(self._open):
+            qs = self._questions.get(question)
+            cell = qs.cells.get(server) if qs is not None else None
+            if qs is None or cell is None or not (cell.stale or cell.missing):
+                self._open.discard((question, server))
+                continue
+            if server in self._down:
+                continue
+            for kind, found in ((STALE, cell.stale), (PROPAGATION, cell.missing)):
+                for value, window in found.items():
+                    since = window.cause.seen if window.cause else window.first_seen
+                    yield OpenWindow(kind, qs.target, question, server, value,
+                                     now - since, window.cause is not None)
 
     def open_windows(self, now: float) -> dict[tuple[Target, str], OpenSummary]:
         """Per target and layer: distinct records stale or missing now, and the oldest age."""

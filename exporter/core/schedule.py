@@ -2,10 +2,15 @@
 
 Steady state sweeps every (name, server) pair round-robin, in an order shuffled per sweep and
 with jittered gaps, so that the pods of a DaemonSet never fall into step. The sweep uses at most
-`steady_share` of the budget. A target whose truth changed enters fast mode: its names are asked
-of every server each `fast_interval` until that server agrees with the truth or `fast_cap`
-passes. Fast probes go first; any probe that falls due while the budget is spent is deferred
-and counted once.
+`steady_share` of the budget. A name whose expected answer changed enters fast mode on every
+server, until that server agrees with the truth or `fast_cap` passes. Where its probes go is
+read from the answers (expiry.py): a cache entry is bisected and bracketed at its predicted
+expiry; a server that gives no prediction is probed every `fast_interval`, doubling up to
+`fast_backoff_max`; a balanced server, whose answers come from replicas with caches of their
+own, every `fast_interval`. Fast probes go first: those that bracket a predicted expiry, whose
+instant is the window's precision, then the rest, the longest overdue first. A bisection probe
+that has waited past the instant that made it worth a query is placed again, not sent. A probe that
+falls due while the budget is spent is deferred and counted once.
 """
 
 from __future__ import annotations
@@ -16,7 +21,13 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from exporter.core.budget import Budget
+from exporter.core.expiry import PRECISION, Expiry
 from exporter.core.records import Question, ServerRef, Target
+
+FULL_HORIZON = 600.0
+"""A server's highest TTL not seen for this long gives way: its configuration changed."""
+LOST = 5.0
+"""A fast probe whose answer or failure was never reported is sent again after this long."""
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -24,6 +35,12 @@ class ProbeKey:
     target: Target
     question: Question
     server: ServerRef
+
+
+@dataclass(slots=True)
+class _Fast:
+    until: float
+    expiry: Expiry = field(default_factory=Expiry)
 
 
 @dataclass
@@ -34,13 +51,22 @@ class Scheduler:
     fast_cap: float = 300.0
     sweep_interval: float = 30.0
     steady_share: float = 0.5
+    fast_backoff_max: float = 1.0
     deferred_total: int = field(default=0, init=False)
     """Probes that fell due while the budget was spent."""
     plan: dict[Target, tuple[Question, ...]] = field(default_factory=dict, init=False)
     servers: tuple[ServerRef, ...] = field(default=(), init=False)
-    _fast_until: dict[Target, dict[ServerRef, float]] = field(default_factory=dict, init=False)
-    """Per target, the servers in fast mode and until when: indexed by target, because every
-    truth update asks about one target."""
+    balanced: frozenset[ServerRef] = field(default=frozenset(), init=False)
+    _fast: dict[ProbeKey, _Fast] = field(default_factory=dict, init=False)
+    _fast_by_target: dict[Target, set[ProbeKey]] = field(default_factory=dict, init=False)
+    """The keys in fast mode per target: every plan change asks about one target."""
+    _full: dict[tuple[ServerRef, bool], tuple[int, float]] = field(default_factory=dict,
+                                                                   init=False)
+    """Per server, for positive and for negative answers: the highest TTL of any name in the
+    last `FULL_HORIZON` seconds, from every probe, and when it was last seen. A fast-mode
+    answer below it comes from a cache; a layer without one always answers with it."""
+    _pinned: list[tuple[float, ProbeKey]] = field(default_factory=list, init=False)
+    """Fast probes whose instant matters (bracketing a predicted expiry): they go first."""
     _fast_heap: list[tuple[float, ProbeKey]] = field(default_factory=list, init=False)
     _fast_due: dict[ProbeKey, float] = field(default_factory=dict, init=False)
     _sweep: deque[ProbeKey] = field(default_factory=deque, init=False)
@@ -48,8 +74,9 @@ class Scheduler:
     _deferred: set[ProbeKey] = field(default_factory=set, init=False)
     _steady_deferred: bool = field(default=False, init=False)
 
-    def set_servers(self, servers: tuple[ServerRef, ...]) -> None:
-        self.servers = servers
+    def set_servers(self, servers: tuple[ServerRef, ...],
+                    balanced: frozenset[ServerRef] = frozenset()) -> None:
+        self.servers, self.balanced = servers, balanced
 
     def set_plan(self, target: Target, questions: tuple[Question, ...], now: float) -> None:
         """The names to probe for a target; an empty tuple forgets the target."""
@@ -57,46 +84,94 @@ class Scheduler:
             self.plan[target] = questions
         else:
             self.plan.pop(target, None)
-            self._fast_until.pop(target, None)
-            return
-        for server, until in list(self._fast_until.get(target, {}).items()):
-            if until <= now:
-                self.settle(target, server)
+        for key in list(self._fast_by_target.get(target, ())):
+            if key.question not in questions:
+                self._drop(key)
+
+    def changed(self, target: Target, questions: set[Question], now: float) -> None:
+        """These names of the target changed their expected answer: probe them fast on
+        every server. The other names did not change and need no fast probes."""
+        planned = self.plan.get(target, ())
+        for question in questions:
+            if question not in planned:
                 continue
-            for question in questions:
-                self._schedule_fast(ProbeKey(target, question, server), now)
+            for server in self.servers:
+                key = ProbeKey(target, question, server)
+                fast = self._fast.get(key)
+                if fast is None:
+                    fast = self._fast[key] = _Fast(now + self.fast_cap)
+                    self._fast_by_target.setdefault(target, set()).add(key)
+                fast.until = now + self.fast_cap
+                if fast.expiry.predictable and fast.expiry.lo > now and \
+                        server not in self.balanced:
+                    continue  # the cache serves its entry until `lo` whatever the truth does
+                fast.expiry.unpredicted = 0
+                self._schedule_fast(key, now)
 
-    def changed(self, target: Target, now: float) -> None:
-        """The target's truth changed: probe it fast on every server."""
-        self._fast_until[target] = dict.fromkeys(self.servers, now + self.fast_cap)
-        for server in self.servers:
-            for question in self.plan.get(target, ()):
-                self._schedule_fast(ProbeKey(target, question, server), now)
+    def answered(self, key: ProbeKey, sent: float, received: float, values: frozenset[str],
+                 ttl: int | None, settled: bool) -> None:
+        """A probe of the key got an answer; `settled`: the server now agrees with the
+        truth on this name, so it leaves fast mode."""
+        full = self._note_full(key.server, not values, ttl, received)
+        fast = self._fast.get(key)
+        if fast is None:
+            return
+        if settled:
+            self._drop(key)
+            return
+        fast.expiry.observe(sent, received, values, ttl, full)
+        self._place(key, fast, received)
 
-    def settle(self, target: Target, server: ServerRef) -> None:
-        """The server agrees with the truth for this target (or the cap passed): leave fast
-        mode."""
-        servers = self._fast_until.get(target)
-        if servers is not None:
-            servers.pop(server, None)
-            if not servers:
-                del self._fast_until[target]
+    def _note_full(self, server: ServerRef, negative: bool, ttl: int | None,
+                   at: float) -> int:
+        if ttl is None:
+            return 0
+        highest, seen = self._full.get((server, negative), (0, at))
+        if ttl >= highest or at - seen > FULL_HORIZON:
+            highest, seen = ttl, at
+        self._full[(server, negative)] = (highest, seen)
+        return highest
 
-    def in_fast_mode(self, target: Target, server: ServerRef, now: float) -> bool:
-        until = self._fast_until.get(target, {}).get(server)
-        if until is None:
+    def failed(self, key: ProbeKey, at: float) -> None:
+        fast = self._fast.get(key)
+        if fast is not None:
+            fast.expiry.failed()
+            self._place(key, fast, at)
+
+    def _place(self, key: ProbeKey, fast: _Fast, now: float) -> None:
+        if key.server in self.balanced:
+            due = now + self.fast_interval
+        else:
+            # Stepping up to an expiry takes at most half the budget: one name's last
+            # second must not starve every other name's bracketing probes.
+            step = max(PRECISION, 2.0 / self.budget.qps)
+            due = fast.expiry.next_probe(now, self.fast_interval, self.fast_backoff_max, step)
+        self._schedule_fast(key, due, fast.expiry.pinned(now))
+
+    def _drop(self, key: ProbeKey) -> None:
+        self._fast.pop(key, None)
+        self._fast_due.pop(key, None)
+        self._deferred.discard(key)
+        keys = self._fast_by_target.get(key.target)
+        if keys is not None:
+            keys.discard(key)
+            if not keys:
+                del self._fast_by_target[key.target]
+
+    def in_fast_mode(self, key: ProbeKey, now: float) -> bool:
+        fast = self._fast.get(key)
+        if fast is None:
             return False
-        if until <= now:
-            self.settle(target, server)
+        if fast.until <= now or key.server not in self.servers:
+            self._drop(key)
             return False
         return True
 
-    def _schedule_fast(self, key: ProbeKey, due: float) -> None:
-        current = self._fast_due.get(key)
-        if current is not None and current <= due:
-            return
+    def _schedule_fast(self, key: ProbeKey, due: float, pinned: bool = False) -> None:
+        """Sets the key's next fast probe, earlier or later than the one it replaces."""
         self._fast_due[key] = due
-        heapq.heappush(self._fast_heap, (due, key))
+        self._deferred.discard(key)
+        heapq.heappush(self._pinned if pinned else self._fast_heap, (due, key))
 
     def _base_gap(self) -> float:
         pairs = sum(len(q) for q in self.plan.values()) * len(self.servers)
@@ -123,39 +198,37 @@ class Scheduler:
             self._sweep.popleft()
         return None
 
-    def _pop_fast(self, now: float) -> ProbeKey | None:
-        while self._fast_heap and self._fast_heap[0][0] <= now:
-            due, key = self._fast_heap[0]
-            valid = (
-                self._fast_due.get(key) == due
-                and self.in_fast_mode(key.target, key.server, now)
-                and key.question in self.plan.get(key.target, ())
-            )
-            if valid:
-                return key
-            heapq.heappop(self._fast_heap)
-            if self._fast_due.get(key) == due:
-                del self._fast_due[key]
-                self._deferred.discard(key)
+    def _pop_fast(self, now: float) -> tuple[list[tuple[float, ProbeKey]], ProbeKey] | None:
+        """The next fast probe due, pinned ones first, and the heap that holds it."""
+        for heap in (self._pinned, self._fast_heap):
+            while heap and heap[0][0] <= now:
+                due, key = heap[0]
+                if self._fast_due.get(key) == due and self.in_fast_mode(key, now):
+                    return heap, key
+                heapq.heappop(heap)
         return None
 
     def due(self, now: float) -> list[ProbeKey]:
         """The probes to send now, fast ones first, as far as the budget allows."""
         out: list[ProbeKey] = []
-        while (key := self._pop_fast(now)) is not None:
+        while (found := self._pop_fast(now)) is not None:
+            heap, key = found
+            fast = self._fast[key]
+            if key.server not in self.balanced and fast.expiry.missed(now):
+                heapq.heappop(heap)
+                self._place(key, fast, now)
+                continue
             if not self.budget.try_take(now):
                 self._count_fast_deferrals(now)
                 return out
-            heapq.heappop(self._fast_heap)
-            del self._fast_due[key]
-            self._deferred.discard(key)
-            self._schedule_fast(key, now + self.fast_interval)
+            heapq.heappop(heap)
+            self._schedule_fast(key, now + LOST)
             out.append(key)
         # A gap chosen while the plan was small must not hold back a plan that grew since.
         gap = self._base_gap()
         if self._next_steady is None or self._next_steady > now + 1.5 * gap:
             self._next_steady = now + gap * self.rng.uniform(0.0, 1.0)
-        while self._next_steady <= now and (key := self._next_sweep_key()) is not None:
+        while self._next_steady <= now and (swept := self._next_sweep_key()) is not None:
             if not self.budget.try_take(now):
                 if not self._steady_deferred:
                     self._steady_deferred = True
@@ -164,11 +237,11 @@ class Scheduler:
             self._sweep.popleft()
             self._steady_deferred = False
             self._next_steady = max(self._next_steady + self._steady_gap(), now - 1.0)
-            out.append(key)
+            out.append(swept)
         return out
 
     def _count_fast_deferrals(self, now: float) -> None:
-        for due, key in self._fast_heap:
+        for due, key in self._pinned + self._fast_heap:
             if due <= now and self._fast_due.get(key) == due and key not in self._deferred:
                 self._deferred.add(key)
                 self.deferred_total += 1
@@ -176,8 +249,7 @@ class Scheduler:
     def next_wake(self, now: float) -> float:
         """When `due` may next return something."""
         candidates = []
-        if self._fast_heap:
-            candidates.append(self._fast_heap[0][0])
+        candidates += [heap[0][0] for heap in (self._pinned, self._fast_heap) if heap]
         if self._next_steady is not None and self.plan and self.servers:
             candidates.append(self._next_steady)
         if not candidates:

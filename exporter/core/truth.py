@@ -126,6 +126,11 @@ class Truth:
     exposed: set[str] | None = None
     """Namespaces that match the plugin's `namespace_labels`, from their watch; None without
     that option."""
+    _reasons: dict[Target, frozenset[str]] = field(default_factory=dict, init=False)
+    """The misconfigurations of each monitored target that has any."""
+    _dirty: set[Target] = field(default_factory=set, init=False)
+    """Targets admitted, refreshed or retired since `_reasons` was brought up to date: a
+    scrape recomputes these only (bench/footprint.py)."""
 
     def __post_init__(self) -> None:
         if self.scope.namespace_labels and self.exposed is None:
@@ -143,6 +148,7 @@ class Truth:
         return expected_answers(self.services[target], self._served(target)[1], self.zone)
 
     def _admit(self, target: Target, stamp: Stamp) -> list[Update]:
+        self._dirty.add(target)
         if target in self.monitored:
             return [Update(target, self._answers(target), stamp)]
         if len(self.monitored) >= self.max_targets:
@@ -155,6 +161,7 @@ class Truth:
         return [Update(target, self._answers(target), stamp)]
 
     def _retire(self, target: Target, stamp: Stamp) -> list[Update]:
+        self._dirty.add(target)
         self.dropped.discard(target)
         if target not in self.monitored:
             return []
@@ -262,16 +269,21 @@ class Truth:
         return updates
 
     def misconfigurations(self) -> dict[Target, frozenset[str]]:
-        found = {}
-        for target in self.monitored:
-            excluded = self._served(target)[0]
-            if excluded:
-                found[target] = frozenset({excluded})
-                continue
-            every = self.slices.get(target, {}).values()
-            reasons = misconfigurations(self.services[target], every)
-            if any(s.outside_labels for s in every):
-                reasons |= {"outside_labels"}
+        for target in self._dirty:
+            reasons = self._reasons_of(target) if target in self.monitored else frozenset()
             if reasons:
-                found[target] = reasons
-        return found
+                self._reasons[target] = reasons
+            else:
+                self._reasons.pop(target, None)
+        self._dirty.clear()
+        return dict(self._reasons)
+
+    def _reasons_of(self, target: Target) -> frozenset[str]:
+        excluded = self._served(target)[0]
+        if excluded:
+            return frozenset({excluded})
+        every = self.slices.get(target, {}).values()
+        reasons = misconfigurations(self.services[target], every)
+        if any(s.outside_labels for s in every):
+            reasons |= {"outside_labels"}
+        return reasons

@@ -24,6 +24,8 @@ BUCKETS = (0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 3, 5, 7.5, 10, 15, 20, 30, 45, 60,
            600)
 """From 25 ms (watch and informer lag) to 10 min (misconfigured caches); 50 ms and 60 s are
 bucket bounds, and the steps near the usual TTLs (5 s, 30 s) are fine enough to tell them apart."""
+RESOLUTION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+"""From the bracketing probes' few milliseconds to the sweep interval."""
 PROBE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5)
 LABEL_MAX = 63
 """Kubernetes names are at most 63 characters; anything longer is cut, never trusted."""
@@ -65,6 +67,11 @@ class Metrics(Collector):
             "dns_staleness_propagation_seconds",
             "Closed missing windows: addition to the truth to the first probe that serves it.",
             ["layer", "reference"], buckets=BUCKETS, registry=registry)
+        self.resolution = Histogram(
+            "dns_staleness_window_resolution_seconds",
+            "Closed windows of either kind: the gap between the last probe in the old state "
+            "and the first in the new one, the window's own error bound.",
+            ["layer", "kind"], buckets=RESOLUTION_BUCKETS, registry=registry)
         self.probes = Counter(
             "dns_staleness_probes", "DNS probes by layer and result.", ["layer", "result"],
             registry=registry)
@@ -104,6 +111,9 @@ class Metrics(Collector):
         for window in windows:
             histogram = self.window if window.kind == STALE else self.propagation
             histogram.labels(window.server.layer, window.reference).observe(window.seconds)
+            if window.reference == "watch":  # one per window: both references share it
+                self.resolution.labels(window.server.layer, window.kind).observe(
+                    window.resolution)
             if window.clamped:
                 self.clamped.labels(window.reference).inc()
         for race in races:

@@ -50,8 +50,10 @@ def max_in_any_second(times: list[float]) -> int:
 
 
 COUNTER = r"""
-import json, select, socket, struct, sys, time
+import json, select, socket, struct, sys
+SO_TIMESTAMPNS = 35  # Linux's; Python's socket module does not name it
 sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
 sock.bind((sys.argv[1], 0))
 print(sock.getsockname()[1], flush=True)
 times = []
@@ -59,8 +61,11 @@ while True:
     ready, _, _ = select.select([sock, sys.stdin], [], [])
     if sys.stdin in ready:
         break
-    data, peer = sock.recvfrom(4096)
-    times.append(time.monotonic())
+    # The kernel's arrival time: this process's own scheduling delays cannot bunch them.
+    data, ancillary, _, peer = sock.recvmsg(4096, 64)
+    seconds, nanos = next(struct.unpack("qq", d[:16]) for level, kind, d in ancillary
+                          if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS)
+    times.append(seconds + nanos / 1e9)
     # NXDOMAIN for everything: the query itself with QR set and rcode 3.
     flags = struct.unpack_from("!H", data, 2)[0] | 0x8000 | 3
     sock.sendto(data[:2] + struct.pack("!H", flags) + data[4:], peer)
@@ -69,8 +74,9 @@ print(json.dumps(times), flush=True)
 
 
 class CountingServer:
-    """A DNS server in its own process that records when each query arrives: its clock does
-    not share the agent's event loop, so loop stalls cannot bunch or spread the counts."""
+    """A DNS server in its own process that records when each query arrives, by the kernel's
+    receive timestamp: neither the agent's loop stalls nor this process's own scheduling can
+    bunch or spread the counts."""
 
     def __init__(self, host: str) -> None:
         self.proc = subprocess.Popen([sys.executable, "-c", COUNTER, host],

@@ -11,14 +11,18 @@ and open windows must show in the gauges with the right age.
 from __future__ import annotations
 
 import bisect
+import heapq
+import math
 import random
 from dataclasses import dataclass, field
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from exporter.core.budget import Budget
 from exporter.core.comparator import PROPAGATION, STALE, Comparator, Observation, Window
 from exporter.core.records import Question, ServerRef, Target
+from exporter.core.schedule import ProbeKey, Scheduler
 from exporter.core.truth import Stamp, Update
 
 TARGET = Target("demo", "web")
@@ -368,3 +372,97 @@ def test_a_balanced_layer_gives_one_window_that_ends_at_its_last_sighting(
         last_old = max((t for t, in_old in seen if in_old), default=None)
         end = min(t for t, in_old in seen if not in_old and (last_old is None or t > last_old))
         assert abs(window.seconds - (end + RTT - cause)) < 1e-6, (window, end, last_old)
+
+
+@dataclass
+class Countdown(Layer):
+    """A CoreDNS cache: refills from the truth on the first query after expiry, keeps the
+    entry `ttl` whole seconds and answers with `ttl - floor(seconds since the refill)`."""
+
+    name: str
+    timeline: Timeline
+    ttl: int
+    refills: list[tuple[float, frozenset[str]]] = field(default_factory=list)
+
+    def serve(self, t: float) -> frozenset[str]:
+        return self.answer(t)[0]
+
+    def answer(self, t: float) -> tuple[frozenset[str], int]:
+        if not self.refills or t - self.refills[-1][0] >= self.ttl:
+            self.refills.append((t, truth_at(self.timeline, t)))
+        stored, values = self.refills[-1]
+        return values, self.ttl - math.floor(t - stored)
+
+
+def simulate_scheduled(timeline: Timeline, layers: list[Layer], end: float,
+                       seed: int) -> tuple[list[tuple[float, Window]], int]:
+    """The truth and the layers' answers fed to a comparator, with probes placed by the
+    scheduler from those answers at the default budget; returns the windows and the
+    number of probes."""
+    comparator = Comparator(history=3600)
+    servers = {layer.name: ServerRef(layer.name, f"10.9.9.{i}:53")
+               for i, layer in enumerate(layers)}
+    by_server = {servers[layer.name]: layer for layer in layers}
+    comparator.set_servers(servers.values())
+    scheduler = Scheduler(Budget(20, 4), random.Random(seed))
+    scheduler.set_servers(tuple(sorted(servers.values())))
+    changes = [(when, expected) for when, expected in timeline]
+    answers: list[tuple[float, float, ProbeKey]] = []
+    windows: list[tuple[float, Window]] = []
+    now, probes, synced = 0.0, 0, False
+    while now < end:
+        wake = min(changes[0][0] if changes else math.inf,
+                   answers[0][0] if answers else math.inf,
+                   SYNC if not synced else math.inf, scheduler.next_wake(now))
+        now = max(now, wake)
+        if not synced and now >= SYNC and not (changes and changes[0][0] <= now):
+            comparator.mark_synced()
+            synced = True
+        elif changes and changes[0][0] <= now:
+            when, expected = changes.pop(0)
+            outcome = comparator.update(Update(TARGET, {NAME: expected},
+                                               Stamp(when, when - 0.3)))
+            scheduler.set_plan(TARGET, tuple(comparator.questions(TARGET)), now)
+            if outcome.changed and synced:
+                scheduler.changed(TARGET, outcome.changed, now)
+        elif answers and answers[0][0] <= now:
+            received, sent, key = heapq.heappop(answers)
+            layer = by_server[key.server]
+            values, ttl = layer.answer(sent) if isinstance(layer, Countdown) \
+                else (layer.serve(sent) or frozenset(), 30)
+            outcome = comparator.observe(Observation(NAME, key.server, sent, received, values))
+            windows += [(received, w) for w in outcome.windows]
+            scheduler.answered(key, sent, received, values, ttl,
+                               comparator.settled(NAME, key.server))
+        else:
+            for key in scheduler.due(now):
+                probes += 1
+                heapq.heappush(answers, (now + RTT, now, key))
+            now = max(now, min(scheduler.next_wake(now), now + 1e-3))
+    return windows, probes
+
+
+@settings(max_examples=300, deadline=None)
+@given(timelines(min_gap=0.5, max_gap=40.0), st.sampled_from([5, 10, 30]),
+       st.floats(0.0, 3.0), st.integers(0, 2**32))
+def test_windows_from_predicted_probes_have_a_cause_and_bracket_the_transition(
+        timeline: Timeline, ttl: int, delay: float, seed: int) -> None:
+    """Probes placed by prediction, not by a fixed interval, still report only windows that
+    the timeline caused, and each lies within its own resolution of the layer's real
+    transition: the cache's refill, or the layer's delay."""
+    cache, plain = Countdown("cache", timeline, ttl), Delayed("delay", timeline, delay)
+    windows, _ = simulate_scheduled(timeline, [cache, plain], timeline[-1][0] + ttl + 10, seed)
+    for closed, window in windows:
+        cause = cause_of(timeline, window, closed - RTT + 1e-9)
+        if window.reference != "watch":
+            continue
+        if window.server.layer == "cache":
+            agrees = [t for t, served in cache.refills
+                      if t >= cause and (window.value in served) == (window.kind == PROPAGATION)]
+            true = agrees[0] - cause
+        elif isolated(timeline, window.value, cause, guard=delay + 2.0):
+            true = delay
+        else:
+            continue
+        low = window.seconds - window.resolution - RTT - 1e-6
+        assert low <= true <= window.seconds + 1e-6, (window, true)

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import math
 import random
+from collections.abc import Callable
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from exporter.core.budget import Budget
+from exporter.core.expiry import MARGIN, PRECISION
 from exporter.core.records import Question, ServerRef, Target
-from exporter.core.schedule import ProbeKey, Scheduler
+from exporter.core.schedule import LOST, ProbeKey, Scheduler
 
 T = Target("ns", "web")
 QS = tuple(Question(f"q{i}.web.ns.svc.cluster.local.", "A") for i in range(3))
@@ -57,9 +60,10 @@ def test_budget_rejects_impossible_settings(qps: float, burst: int) -> None:
         Budget(qps, burst)
 
 
-def scheduler(qps: float = 100, burst: int = 4) -> Scheduler:
-    s = Scheduler(Budget(qps, burst), random.Random(7), fast_interval=0.1, fast_cap=5.0,
-                  sweep_interval=3.0)
+def scheduler(qps: float = 100, burst: int = 4, sweep: float = 3.0,
+              cap: float = 5.0) -> Scheduler:
+    s = Scheduler(Budget(qps, burst), random.Random(7), fast_interval=0.1, fast_cap=cap,
+                  sweep_interval=sweep)
     s.set_servers(SERVERS)
     s.set_plan(T, QS, 0.0)
     return s
@@ -80,25 +84,175 @@ def test_steady_sweep_covers_every_pair_once_per_interval() -> None:
     assert 6 * 2 <= len(keys) <= 6 * 8
 
 
-def test_fast_mode_probes_every_interval_until_settled_or_capped() -> None:
+def fast_run(s: Scheduler, until: float, start: float,
+             serve: Callable[[ProbeKey, float], tuple[frozenset[str], int]],
+             settled: Callable[[ProbeKey, frozenset[str]], bool]) -> list[tuple[float, ProbeKey]]:
+    """`run`, with every probe answered at once by `serve` (values, TTL at that time)."""
+    now, sent = start, list[tuple[float, ProbeKey]]()
+    while now < until:
+        for key in s.due(now):
+            sent.append((now, key))
+            values, ttl = serve(key, now)
+            s.answered(key, now, now + RTT, values, ttl, settled(key, values))
+        now = max(s.next_wake(now), now + 1e-4)
+    return sent
+
+
+RTT = 0.001
+OLD, NEW = frozenset({"10.1.1.1"}), frozenset({"10.1.1.2"})
+
+
+def cache(expires: float, ttl: int = 30) -> Callable[[ProbeKey, float], tuple[frozenset[str], int]]:
+    """A CoreDNS cache that holds OLD until `expires`, then fetches NEW at the first query."""
+    stored: list[float] = []
+
+    def serve(key: ProbeKey, t: float) -> tuple[frozenset[str], int]:
+        if t < expires:
+            return OLD, math.ceil(expires - t)
+        if not stored:
+            stored.append(t)
+        return NEW, ttl - math.floor(t - stored[0])
+    return serve
+
+
+def new_served(key: ProbeKey, values: frozenset[str]) -> bool:
+    return values == NEW
+
+
+def fast(sent: list[tuple[float, ProbeKey]], question: Question = QS[0],
+         server: ServerRef = SERVERS[0]) -> list[float]:
+    return [t for t, k in sent if k.question == question and k.server == server]
+
+
+def test_only_the_names_that_changed_are_probed_fast() -> None:
     s = scheduler()
-    run(s, 1.0)
-    s.changed(T, 1.0)
-    sent = run(s, 2.0, start=1.0)
-    fast = [(t, k) for t, k in sent if k.server == SERVERS[0] and k.question == QS[0]]
-    assert 9 <= len(fast) <= 12
-    s.settle(T, SERVERS[0])
-    after = run(s, 3.0, start=2.0)
-    assert sum(1 for _, k in after if k.server == SERVERS[0]) <= 3
-    assert sum(1 for _, k in after if k.server == SERVERS[1]) >= 25
-    late = [k for t, k in run(s, 8.0, start=3.0) if t >= 6.5]
-    assert len(late) <= 6
+    s.changed(T, {QS[0]}, 0.0)
+    sent = fast_run(s, 1.0, 0.0, lambda k, t: (OLD, 30), new_served)
+    assert len(fast(sent)) >= 4 and len(fast(sent, server=SERVERS[1])) >= 4
+    # The other names get the sweep's share only: 6 pairs over a 3 s sweep.
+    assert sum(1 for _, k in sent if k.question != QS[0]) <= 3
+
+
+def test_a_layer_without_a_cache_is_probed_often_at_first_then_less() -> None:
+    s = scheduler(sweep=600.0)
+    s.changed(T, {QS[0]}, 0.0)
+    sent = fast(fast_run(s, 6.0, 0.0, lambda k, t: (OLD, 30), new_served))
+    # Each gap counts from the answer, a round trip after the send.
+    gaps = [round(b - a - RTT, 3) for a, b in zip(sent, sent[1:], strict=False)]
+    assert gaps[:4] == [0.1, 0.2, 0.4, 0.8]
+    assert max(gaps) == gaps[-1] == 1.0
+
+
+@pytest.mark.parametrize("expires", [7.337, 12.0, 3.9991, 29.5])
+@pytest.mark.parametrize("swept", [True, False])
+def test_a_cache_entry_is_bracketed_at_its_expiry_with_a_handful_of_probes(
+        expires: float, swept: bool) -> None:
+    """`swept`: the sweep saw the name's full TTL before, so the first fast answer, lower,
+    is known to come from a cache; without it, the countdown shows within a second."""
+    s = scheduler(sweep=600.0, cap=60.0)
+    for server in SERVERS if swept else ():
+        s.answered(ProbeKey(T, QS[0], server), -20.0, -20.0, OLD, 30, True)
+    s.changed(T, {QS[0]}, 0.0)
+    sent = fast(fast_run(s, expires + 5, 0.0, cache(expires), new_served))
+    after = [t for t in sent if t >= expires]
+    before = [t for t in sent if t < expires]
+    assert len(after) == 1, "the first probe after the expiry settles the name"
+    assert after[0] - expires <= PRECISION + MARGIN + RTT
+    assert expires - before[-1] <= PRECISION + 2 * MARGIN + RTT
+    # An entry just fetched shows the full TTL too: its countdown is what tells.
+    known = swept and math.ceil(expires) < 30
+    assert len(sent) <= (8 if known else 11), sent
+
+
+def test_a_refetch_of_stale_upstream_data_is_bracketed_without_a_second_bisection() -> None:
+    """node-local behind a cache: at its own expiry it refetches the old answer from the
+    upstream cache, with the upstream's remaining TTL, and serves that until it expires."""
+    first, second = 4.42, 9.0
+
+    def serve(key: ProbeKey, t: float) -> tuple[frozenset[str], int]:
+        if t < first:
+            return OLD, math.ceil(first - t)
+        if not refetched:
+            refetched.append(t + math.ceil(second - t))
+        if t < refetched[0]:
+            return OLD, math.ceil(refetched[0] - t)
+        return NEW, 30
+    refetched: list[float] = []
+    s = scheduler(sweep=600.0, cap=60.0)
+    s.changed(T, {QS[0]}, 0.0)
+    sent = fast(fast_run(s, 15.0, 0.0, serve, new_served))
+    between = [t for t in sent if first < t < refetched[0]]
+    assert len(between) <= 2
+    assert [t for t in sent if t >= refetched[0]][0] - refetched[0] <= PRECISION + MARGIN + RTT
+
+
+def test_a_second_change_behind_a_known_cache_entry_costs_no_probe() -> None:
+    s = scheduler(sweep=600.0, cap=60.0)
+    s.answered(ProbeKey(T, QS[0], SERVERS[0]), -20.0, -20.0, OLD, 30, True)
+    s.set_servers(SERVERS[:1])
+    s.changed(T, {QS[0]}, 0.0)
+    serve = cache(12.5)
+    first = fast(fast_run(s, 3.0, 0.0, serve, new_served))
+    s.changed(T, {QS[0]}, 3.0)  # another pod restarted: the entry still expires at 12.5
+    assert s.due(3.0) == []
+    rest = fast(fast_run(s, 20.0, 3.0, serve, new_served))
+    assert len(first) + len(rest) <= 8 and rest[-1] - 12.5 <= PRECISION + MARGIN + RTT
+
+
+def test_serve_stale_ttl_zero_is_probed_at_the_fast_interval() -> None:
+    s = scheduler(sweep=600.0)
+    s.changed(T, {QS[0]}, 0.0)
+    sent = fast(fast_run(s, 0.35, 0.0, lambda k, t: (OLD, 0), new_served))
+    assert len(sent) >= 3
+
+
+def test_a_balanced_server_is_probed_every_interval() -> None:
+    s = scheduler(sweep=600.0)
+    s.set_servers(SERVERS, frozenset({SERVERS[1]}))
+    s.changed(T, {QS[0]}, 0.0)
+    sent = fast_run(s, 2.0, 0.0, cache(30.0), new_served)
+    assert 18 <= len(fast(sent, server=SERVERS[1])) <= 21
+    assert len(fast(sent, server=SERVERS[0])) <= 8
+
+
+def test_settled_names_leave_fast_mode_and_the_cap_ends_it() -> None:
+    s = scheduler(sweep=600.0)
+    s.changed(T, {QS[0], QS[1]}, 0.0)
+    sent = fast_run(s, 10.0, 0.0, lambda k, t: (OLD, 30),
+                    lambda k, v: k.question == QS[1])
+    assert len(fast(sent, QS[1])) == 1
+    assert not s.in_fast_mode(ProbeKey(T, QS[1], SERVERS[0]), 1.0)
+    assert not s.in_fast_mode(ProbeKey(T, QS[0], SERVERS[0]), 6.0)  # the 5 s cap passed
+    assert max(fast(sent)) < 5.0
+
+
+def test_a_probe_whose_answer_never_came_is_sent_again() -> None:
+    s = scheduler(sweep=600.0, cap=60.0)
+    s.changed(T, {QS[0]}, 0.0)
+    sent = fast(run(s, LOST + 0.5))
+    assert sent[:1] == [0.0] and any(abs(t - LOST) < 0.01 for t in sent)
+    s.failed(ProbeKey(T, QS[0], SERVERS[0]), LOST + 0.5)
+    assert min(d for d, k in s._fast_heap if k.server == SERVERS[0]
+               and s._fast_due.get(k) == d) == pytest.approx(LOST + 0.6)
+
+
+def test_a_probe_that_brackets_an_expiry_goes_before_those_that_can_wait() -> None:
+    s = scheduler(qps=10, burst=1, sweep=600.0, cap=60.0)
+    s.set_servers(SERVERS[:1])
+    s.changed(T, {QS[0], QS[1]}, 0.0)
+    bracket, other = ProbeKey(T, QS[0], SERVERS[0]), ProbeKey(T, QS[1], SERVERS[0])
+    s._schedule_fast(other, 0.0)
+    s._schedule_fast(bracket, 0.05, pinned=True)
+    assert s.budget.try_take(0.0)  # the budget is spent until 0.1
+    assert s.due(0.1) == [bracket]
+    assert s.due(0.2) == [other]
 
 
 def test_fast_mode_over_budget_is_deferred_and_counted() -> None:
     s = scheduler(qps=10, burst=2)
-    s.changed(T, 0.0)
-    sent = run(s, 2.0)
+    s.set_servers(SERVERS, frozenset(SERVERS))
+    s.changed(T, set(QS), 0.0)
+    sent = fast_run(s, 2.0, 0.0, lambda k, t: (OLD, 30), new_served)
     assert max_in_any_second([t for t, _ in sent]) <= 10
     assert s.deferred_total > 0
 
@@ -120,14 +274,10 @@ def test_steady_sweep_starts_promptly_when_the_plan_arrives_late() -> None:
     assert 70 <= len(sent) <= 110
 
 
-def test_fast_mode_entries_go_when_settled_expired_or_forgotten() -> None:
+def test_fast_mode_entries_go_when_their_name_leaves_the_plan() -> None:
     s = scheduler()
-    s.changed(T, 0.0)
-    other = Target("ns", "other")
-    s.set_plan(other, QS, 0.0)
-    s.changed(other, 0.0)
-    s.settle(T, SERVERS[0])
-    assert s.in_fast_mode(T, SERVERS[1], 1.0) and not s.in_fast_mode(T, SERVERS[0], 1.0)
-    assert not s.in_fast_mode(T, SERVERS[1], 6.0)  # the 5 s cap passed
-    s.set_plan(other, (), 6.0)
-    assert s._fast_until == {}
+    s.changed(T, set(QS), 0.0)
+    s.set_plan(T, QS[:1], 0.0)
+    assert s._fast_by_target[T] == {ProbeKey(T, QS[0], server) for server in SERVERS}
+    s.set_plan(T, (), 0.0)
+    assert s._fast == {} and s._fast_by_target == {}

@@ -136,16 +136,18 @@ def test_negative_trigger_reference_is_clamped(comparator: Comparator) -> None:
     assert [(w.seconds, w.clamped) for w in trigger] == [(0.0, True)]
 
 
-def test_converged_needs_a_probe_after_the_change(comparator: Comparator) -> None:
+def test_settled_needs_a_probe_after_the_change(comparator: Comparator) -> None:
     probe(comparator, 1.0, {"1.1.1.1", "1.1.1.2"})
     probe(comparator, 1.0, {"1.1.1.2"}, POD)
-    assert comparator.converged(T, S)
-    comparator.update(Update(T, answers(svc=frozenset({"1.1.1.1"}), pod=frozenset()),
-                             Stamp(2.0)))
-    assert not comparator.converged(T, S)
+    assert comparator.settled(Q, S) and comparator.settled(POD, S)
+    outcome = comparator.update(Update(T, answers(svc=frozenset({"1.1.1.1"}), pod=frozenset()),
+                                       Stamp(2.0)))
+    assert outcome.changed == {Q, POD}
+    assert not comparator.settled(Q, S) and not comparator.settled(POD, S)
     probe(comparator, 3.0, {"1.1.1.1"})
+    assert comparator.settled(Q, S) and not comparator.settled(POD, S)
     probe(comparator, 3.0, set(), POD)
-    assert comparator.converged(T, S)
+    assert comparator.settled(POD, S)
 
 
 def test_retired_names_are_probed_until_settled_then_forgotten() -> None:
@@ -246,3 +248,18 @@ def test_a_server_that_is_not_balanced_still_ends_at_the_first_answer() -> None:
     probe(c, 1.0, {"1.1.1.1", "1.1.1.2"})
     c.update(Update(T, answers(svc=frozenset({"1.1.1.1"})), Stamp(2.0)))
     assert probe(c, 3.0, {"1.1.1.1"}) == [(STALE, "watch", 1.0)]
+
+
+def test_an_add_to_a_server_that_never_answered_is_an_outage_race() -> None:
+    """hypothesis found this: the server failed from the start, the record came at 1.5 and
+    the first answer had it. No answer ever showed the old state, so it is no sample."""
+    c = Comparator()
+    c.set_servers([S])
+    c.update(Update(T, answers(), Stamp(0.0)))
+    c.mark_synced()
+    for at in (0.6, 1.0, 1.4):
+        c.failed(Q, S, at)
+    c.update(Update(T, answers(svc=frozenset({"1.1.1.1"})), Stamp(1.5)))
+    outcome = c.observe(Observation(Q, S, 1.513, 1.515, frozenset({"1.1.1.1"})))
+    assert outcome.windows == []
+    assert [r.reason for r in outcome.races] == ["outage"]
