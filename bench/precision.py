@@ -231,16 +231,17 @@ class Server:
     dns: CoreDNS
     metrics_port: int
 
-    def requests(self) -> dict[str, float]:
-        """CoreDNS's own count of A and SRV queries received, by address family."""
+    def requests(self) -> dict[tuple[str, str], float]:
+        """CoreDNS's own count of A and SRV queries received, by address family and protocol."""
         url = f"http://{self.dns.address}:{self.metrics_port}/metrics"
         with urllib.request.urlopen(url, timeout=5) as resp:
             text = resp.read().decode()
-        out: dict[str, float] = {}
+        out: dict[tuple[str, str], float] = {}
         for family in text_string_to_metric_families(text):
             for s in family.samples:
                 if s.name == "coredns_dns_requests_total" and s.labels["type"] in ("A", "SRV"):
-                    out[s.labels["family"]] = out.get(s.labels["family"], 0.0) + s.value
+                    key = (s.labels["family"], s.labels["proto"])
+                    out[key] = out.get(key, 0.0) + s.value
         return out
 
 
@@ -473,11 +474,14 @@ async def main_async(args: argparse.Namespace, api: KubeApiServer, core: Server,
                    for layer in LAYERS}
     rows = []
     for layer, server in (("coredns", core), ("node-local", local)):
-        at_server = server.requests().get("1", 0.0) - servers_before[layer].get("1", 0.0)
-        rows.append([layer, f"{agent_total[layer]:,.0f}", f"{at_server:,.0f}",
-                     f"{at_server - agent_total[layer]:+,.0f}"])
+        after = server.requests()
+        udp, tcp = (after.get(("1", proto), 0.0) - servers_before[layer].get(("1", proto), 0.0)
+                    for proto in ("udp", "tcp"))
+        rows.append([layer, f"{agent_total[layer]:,.0f}", f"{udp:,.0f}",
+                     f"{udp - agent_total[layer]:+,.0f}", f"{tcp:,.0f}"])
     section("Queries counted at the servers (CoreDNS prometheus plugin, IPv4: the agent's)",
-            table(["layer", "agent probes_total", "server requests", "difference"], rows))
+            table(["layer", "agent probes_total", "server UDP", "difference",
+                   "server TCP (retries of truncated answers)"], rows))
 
 
 def report(runs: list[Run], closed: list[tuple[float, Window]], restart: int,

@@ -1,13 +1,12 @@
 """The HTTP edge: /metrics (text or OpenMetrics), /healthz, /readyz and a landing page.
 
-A render of the registry is pure Python and would block the event loop, delaying probe
-timestamps; it runs in a worker thread on a snapshot taken on the loop, so the loop keeps
-interleaving at the interpreter's switch interval.
+A render runs on the event loop, from a snapshot taken there: at 1,000 Services it takes
+about 1.5 ms (bench/footprint.py), less than a worker thread costs the loop in waits for the
+interpreter lock, which doubled the probe round trip's p99 while scraped.
 """
 
 from __future__ import annotations
 
-import asyncio
 import os
 from collections.abc import Callable
 
@@ -52,7 +51,7 @@ class HttpServer:
     async def _metrics(self, request: web.Request) -> web.Response:
         encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
         self.before_render()
-        body = await asyncio.get_running_loop().run_in_executor(None, encoder, self.registry)
+        body = encoder(self.registry)
         return web.Response(body=body, headers={"Content-Type": content_type})
 
     async def _healthz(self, request: web.Request) -> web.Response:
