@@ -358,7 +358,7 @@ def overview() -> dashboard.Dashboard:
             "Probe budget use",
             "Probes sent and probes deferred per second by each agent, beside its budget. Sent "
             "stays under the budget; deferred above zero means the budget is spent and fast "
-            "mode stretches (its windows lose resolution).", "reqps",
+            "probes wait (their windows lose precision).", "reqps",
             Query(f"max by (node) (dns_staleness_probe_budget_qps{{{AGENT}}})",
                   "budget {{node}}"),
             Query(f"sum by (node) (rate(dns_staleness_probes_total{{{AGENT}}}[$__rate_interval]))",
