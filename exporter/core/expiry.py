@@ -73,7 +73,7 @@ class Expiry:
     @property
     def predictable(self) -> bool:
         """The answer comes from a cache entry: seen counting down, or first seen below the
-        highest TTL of the name."""
+        server's highest TTL."""
         return self.values is not None and (self.aged or self.first_ttl < self.full)
 
     def next_probe(self, now: float, interval: float, longest: float,
@@ -87,13 +87,12 @@ class Expiry:
             return now + min(interval * 2.0 ** max(0, self.unpredicted - 1), longest)
         after = self.hi + MARGIN
         if self.hi - self.lo > PRECISION:
-            quarter = (self.hi - self.lo) / 4
-            seconds = math.floor(self.hi - quarter - now - MARGIN)
+            seconds = self._ahead(now, MARGIN)
             if seconds >= 1:
                 # A whole number of seconds before a split point in the middle half, the
                 # layer still serves the entry, and the TTL it gets says on which side of
                 # the split the expiry lies: the middle if it can be had within the second.
-                return max(self.lo + 2 * quarter - seconds, now + MARGIN)
+                return max((self.lo + self.hi) / 2 - seconds, now + MARGIN)
             # The entry's last second: a probe past the expiry ends the window, so step up
             # to it from just before `lo`.
             return self._before(now) or max(now + MARGIN, self.lo + step)
@@ -104,9 +103,8 @@ class Expiry:
         is the window's error, so it goes before probes that can wait."""
         if not self.predictable:
             return False
-        quarter = (self.hi - self.lo) / 4
         if self.hi - self.lo > PRECISION:
-            return math.floor(self.hi - quarter - now - MARGIN) < 1
+            return self._ahead(now, MARGIN) < 1
         return self._before(now) is None
 
     def missed(self, now: float) -> bool:
@@ -114,11 +112,15 @@ class Expiry:
         would split nothing, so it is placed again rather than spend a query."""
         if not self.predictable or self.hi - self.lo <= PRECISION:
             return False
-        quarter = (self.hi - self.lo) / 4
-        seconds = math.floor(self.hi - quarter - now)
+        seconds = self._ahead(now, 0.0)
         if seconds < 1:
             return False  # stepping up to the expiry: every probe counts
-        return now + seconds < self.lo + quarter
+        return now + seconds < self.lo + (self.hi - self.lo) / 4
+
+    def _ahead(self, now: float, margin: float) -> int:
+        """Whole seconds from `now + margin` to the top of the interval's middle half: a
+        probe that many seconds before a split point there can still be sent."""
+        return math.floor(self.hi - (self.hi - self.lo) / 4 - now - margin)
 
     def _before(self, now: float) -> float | None:
         """Just before `lo`, unless an answer came in that span: the last probe that sees the
