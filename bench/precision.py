@@ -60,6 +60,7 @@ from exporter.io.metrics import Metrics
 from exporter.io.probe import Prober, ProbeResult
 from exporter.io.watch import KubeApi, KubeSource, resources
 from exporter.settings import Settings
+from tests.dnsref import reference_reduce
 from tests.rig import (
     CoreDNS,
     KubeApiServer,
@@ -94,16 +95,15 @@ def log(text: str) -> None:
     print(f"precision: {text}", file=sys.stderr, flush=True)
 
 
-# -- the checker: a process of its own, with its own DNS code -------------------------------
+def record(history: History, key: tuple[str, str, str], at: float,
+           values: frozenset[str]) -> None:
+    """Keep `values` if the answer changed."""
+    seen = history.setdefault(key, [])
+    if not seen or seen[-1][1] != values:
+        seen.append((at, values))
 
-def _values(msg: dns.message.Message, rtype: str) -> frozenset[str]:
-    out = set()
-    for rrset in msg.answer:
-        if rrset.rdtype == dns.rdatatype.A and rtype == "A":
-            out |= {rd.address for rd in rrset}
-        elif rrset.rdtype == dns.rdatatype.SRV and rtype == "SRV":
-            out |= {f"{rd.port} {str(rd.target).lower()}" for rd in rrset}
-    return frozenset(out)
+
+# -- the checker: a process of its own, with dnspython's parser, not the agent's ------------
 
 
 def checker_main(conn: Connection, servers: list[tuple[str, int, str]],
@@ -118,7 +118,7 @@ def checker_main(conn: Connection, servers: list[tuple[str, int, str]],
         socks[sock.fileno()] = (layer, sock)
     wires = [dns.message.make_query(n, t, use_edns=0, payload=4096).to_wire() for n, t in names]
     history: History = {}
-    last: dict[tuple[str, str, str], frozenset[str]] = {}
+    questions = [Question(n, t) for n, t in names]
     qid, ticks, started = 0, 0, time.monotonic()
     tick = started
     rng = random.Random(0)
@@ -150,11 +150,8 @@ def checker_main(conn: Connection, servers: list[tuple[str, int, str]],
                     msg = dns.message.from_wire(data)
                     if msg.rcode() not in (dns.rcode.NOERROR, dns.rcode.NXDOMAIN):
                         continue
-                    key = (layer, *names[i])
-                    values = _values(msg, names[i][1])
-                    if last.get(key) != values:
-                        last[key] = values
-                        history.setdefault(key, []).append((at, values))
+                    record(history, (layer, *names[i]), at,
+                           reference_reduce(msg, questions[i]).values)
         ticks += 1
         tick = max(tick + interval, time.monotonic())
         time.sleep(max(0.0, tick - time.monotonic()))
@@ -195,10 +192,8 @@ class Poller:
         self.sent[layer] = self.sent.get(layer, 0) + 1
         if result.answer is None:
             return
-        key = (layer, question.name, question.rtype)
-        seen = self.history.setdefault(key, [])
-        if not seen or seen[-1][1] != result.answer.values:
-            seen.append((result.received, result.answer.values))
+        record(self.history, (layer, question.name, question.rtype), result.received,
+               result.answer.values)
 
     async def run(self, stop: asyncio.Event) -> None:
         loop = asyncio.get_running_loop()

@@ -199,14 +199,14 @@ class Agent:
         if outcome.changed:
             log.debug("truth of %s changed%s", update.target,
                       " (learned by relist)" if update.gap else "")
-        self._replan(update.target, now)
+        self._replan(update.target)
         if outcome.changed and self.comparator.synced:
             self.scheduler.changed(update.target, outcome.changed, now)
             self._kick.set()
         self._publish(outcome)
 
-    def _replan(self, target: Target, now: float) -> None:
-        self.scheduler.set_plan(target, tuple(self.comparator.questions(target)), now)
+    def _replan(self, target: Target) -> None:
+        self.scheduler.set_plan(target, tuple(self.comparator.questions(target)))
         self._kick.set()  # the probe loop may be asleep on a wake time from a smaller plan
 
     def _publish(self, outcome: Outcome) -> None:
@@ -294,7 +294,7 @@ class Agent:
             await asyncio.sleep(5.0)
             now = self.clock()
             for target in self.comparator.prune(now):
-                self._replan(target, now)
+                self._replan(target)
 
     async def run(self, source: AsyncIterator[SourceEvent], stop: asyncio.Event) -> None:
         """Run until `stop` is set or the source fails; the source may also simply end."""

@@ -152,8 +152,8 @@ class Settings:
         doc="Seconds to wait for a DNS answer before counting a timeout.")
     fast_interval: float = setting(
         0.1, _between(0.01, 10),
-        doc=("Seconds between probes of a changed name on a layer that gives no prediction "
-             "(no cache, or behind a balancer); it doubles up to fast_backoff_max."))
+        doc=("Seconds between probes of a changed name where the answers give no prediction: "
+             "behind a balancer every this, elsewhere doubling up to fast_backoff_max."))
     fast_backoff_max: float = setting(
         1.0, _between(0.01, 60),
         doc=("Longest gap between probes of a changed name on a layer without a cache, whose "

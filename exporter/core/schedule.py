@@ -78,7 +78,7 @@ class Scheduler:
                     balanced: frozenset[ServerRef] = frozenset()) -> None:
         self.servers, self.balanced = servers, balanced
 
-    def set_plan(self, target: Target, questions: tuple[Question, ...], now: float) -> None:
+    def set_plan(self, target: Target, questions: tuple[Question, ...]) -> None:
         """The names to probe for a target; an empty tuple forgets the target."""
         if questions:
             self.plan[target] = questions

@@ -65,7 +65,7 @@ def scheduler(qps: float = 100, burst: int = 4, sweep: float = 3.0,
     s = Scheduler(Budget(qps, burst), random.Random(7), fast_interval=0.1, fast_cap=cap,
                   sweep_interval=sweep)
     s.set_servers(SERVERS)
-    s.set_plan(T, QS, 0.0)
+    s.set_plan(T, QS)
     return s
 
 
@@ -268,7 +268,7 @@ def test_steady_sweep_starts_promptly_when_the_plan_arrives_late() -> None:
     s.set_servers(SERVERS)
     assert s.due(0.0) == []  # nothing to probe yet: no plan
     for i in range(100):
-        s.set_plan(Target("ns", f"svc{i}"), QS, 0.5)
+        s.set_plan(Target("ns", f"svc{i}"), QS)
     sent = run(s, 10.0, start=0.5)
     # 600 pairs over a 30 s sweep, capped at half the budget: 10 per second.
     assert 70 <= len(sent) <= 110
@@ -277,7 +277,7 @@ def test_steady_sweep_starts_promptly_when_the_plan_arrives_late() -> None:
 def test_fast_mode_entries_go_when_their_name_leaves_the_plan() -> None:
     s = scheduler()
     s.changed(T, set(QS), 0.0)
-    s.set_plan(T, QS[:1], 0.0)
+    s.set_plan(T, QS[:1])
     assert s._fast_by_target[T] == {ProbeKey(T, QS[0], server) for server in SERVERS}
-    s.set_plan(T, (), 0.0)
+    s.set_plan(T, ())
     assert s._fast == {} and s._fast_by_target == {}
