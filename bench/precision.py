@@ -559,6 +559,12 @@ def trace(run: Run, layer: str, w: Window, cause: float, error: float,
     for at, values in run.checker.get(key, []):
         if cause - 35 <= at <= cause + 70:
             print(f"  checker {at - cause:8.3f} {sorted(values)}")
+    others = [(sent, at_layer, question, ttl) for sent, _, at_layer, question, _, ttl in probes
+              if cause <= sent <= cause + 2.5 and question != w.question]
+    print(f"  the agent's {len(others)} other probes in the 2.5 s after the change:")
+    for sent, at_layer, question, ttl in others:
+        print(f"    {sent - cause:8.3f} {at_layer} {question.name.split('.')[0]} "
+              f"{question.rtype} ttl {ttl}")
 
 
 def main() -> None:

@@ -36,25 +36,34 @@ class Budget:
             self._tokens = min(self.burst, self._tokens + (now - self._updated) * self.qps)
         self._updated = now if self._updated is None else max(self._updated, now)
 
-    def try_take(self, now: float) -> bool:
-        """Spend one query now if the budget allows it."""
+    def try_take(self, now: float, reserve: int = 0) -> bool:
+        """Spend one query now if the budget allows it and still holds `reserve` more."""
+        self._check(reserve)
         self._refill(now)
-        if self._tokens < 1 or self._window_full(now):
+        if self._tokens < 1 + reserve or self._window_full(now, reserve):
             return False
         self._tokens -= 1
         self._sent.append(now)
         return True
 
-    def _window_full(self, now: float) -> bool:
-        return len(self._sent) == self._ceiling and now - self._sent[0] < WINDOW
+    def _check(self, reserve: int) -> None:
+        if not 0 <= reserve < self.burst:
+            raise ValueError("reserve must be below the burst")
 
-    def next_free(self, now: float) -> float:
-        """The earliest time `try_take` can succeed."""
+    def _window_full(self, now: float, reserve: int) -> bool:
+        sent = len(self._sent)
+        # The send `reserve` places from the oldest in the window must have left it.
+        return sent + reserve >= self._ceiling and \
+            now - self._sent[sent + reserve - self._ceiling] < WINDOW
+
+    def next_free(self, now: float, reserve: int = 0) -> float:
+        """The earliest time `try_take(reserve=reserve)` can succeed."""
+        self._check(reserve)
         self._refill(now)
-        if self._tokens >= 1 and not self._window_full(now):
+        if self._tokens >= 1 + reserve and not self._window_full(now, reserve):
             return now
-        at = now + max(0.0, 1 - self._tokens) / self.qps
-        if self._window_full(now):
-            at = max(at, self._sent[0] + WINDOW)
+        at = now + max(0.0, 1 + reserve - self._tokens) / self.qps
+        if self._window_full(now, reserve):
+            at = max(at, self._sent[len(self._sent) + reserve - self._ceiling] + WINDOW)
         # Float rounding must never promise a time at which the bucket is still empty.
         return max(at, now + 1e-6)

@@ -95,11 +95,16 @@ class _Open:
     """The truth change behind the window; None when the truth did not cause it."""
     first_seen: float
     last_seen: float
+    seen_sent: float
+    """When the answer behind `last_seen` was asked: one asked before the change says
+    nothing about the state after it, even if it came back after."""
     ended: Observation | None = None
     """Behind a balancer: the first answer in the new state since the last one in the old,
     while it waits for confirmation."""
     ended_after: float = 0.0
     """`last_seen` when `ended` came: the start of the end's resolution."""
+    ended_after_sent: float = 0.0
+    """`seen_sent` when `ended` came."""
     blind: bool = False
     """A probe of the name failed between the server's previous answer and `ended`."""
     confirmations: int = 0
@@ -241,8 +246,9 @@ class Comparator:
                 if stamp is not None:
                     outcome.races.append(Race(RaceReason.LEFT_TRUTH_WHILE_MISSING, qs.target,
                                               question, server, value))
-            elif self.synced and value in cell.served and cell.last_received is not None:
-                cell.stale[value] = _Open(stamp, at, cell.last_received)
+            elif self.synced and value in cell.served and cell.last_received is not None \
+                    and cell.last_sent is not None:
+                cell.stale[value] = _Open(stamp, at, cell.last_received, cell.last_sent)
                 self._open.add((question, server))
 
     def _add(
@@ -263,8 +269,11 @@ class Comparator:
             else:
                 # The last probe without the value bounds when the layer started serving it,
                 # which may be before the watch told us.
-                last = cell.last_received if cell.last_received is not None else stamp.seen
-                cell.missing[value] = _Open(stamp, stamp.seen, last)
+                if cell.last_received is None or cell.last_sent is None:
+                    cell.missing[value] = _Open(stamp, stamp.seen, stamp.seen, stamp.seen)
+                else:
+                    cell.missing[value] = _Open(stamp, stamp.seen, cell.last_received,
+                                                cell.last_sent)
                 self._open.add((question, server))
 
     def observe(self, obs: Observation) -> Outcome:
@@ -283,11 +292,11 @@ class Comparator:
                 cause = qs.removed.get(value) if self.synced else None
                 if cause is not None and cell.sampled.get(value) is cause:
                     cause = None  # a late replica of a removal already measured
-                cell.stale[value] = _Open(cause, at, at)
+                cell.stale[value] = _Open(cause, at, at, obs.sent)
                 self._open.add((obs.question, obs.server))
         for value in qs.expected:
             if value not in answer and value not in cell.missing:
-                cell.missing[value] = _Open(None, at, at)
+                cell.missing[value] = _Open(None, at, at, obs.sent)
                 self._open.add((obs.question, obs.server))
         cell.served, cell.last_sent, cell.last_received = answer, obs.sent, at
         return outcome
@@ -301,10 +310,12 @@ class Comparator:
         replica whose cache is behind, means the layer still serves it, and the end moves."""
         for value, window in list(windows.items()):
             if (value in obs.values) == (kind == STALE):
-                window.last_seen, window.ended, window.confirmations = obs.received, None, 0
+                window.last_seen, window.seen_sent = obs.received, obs.sent
+                window.ended, window.confirmations = None, 0
                 continue
             if window.ended is None:
                 window.ended, window.ended_after = obs, window.last_seen
+                window.ended_after_sent = window.seen_sent
                 # `last_received` is still the answer before this one; a window opened
                 # before the server ever answered counts every failure.
                 previous = cell.last_received if cell.last_received is not None \
@@ -320,7 +331,7 @@ class Comparator:
             reason = None
             if end.sent < window.cause.seen:
                 reason = RaceReason.LAYER_AHEAD_OF_WATCH
-            elif window.ended_after <= window.cause.seen and window.blind:
+            elif window.ended_after_sent <= window.cause.seen and window.blind:
                 # Never seen in the old state after the change, with failures in between:
                 # the end is anywhere in the outage, so the same event would give another
                 # number with other probe times.

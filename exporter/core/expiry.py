@@ -99,12 +99,14 @@ class Expiry:
         return self._before(now) or max(now, after)
 
     def pinned(self, now: float) -> bool:
-        """The next probe is the one just after the expiry, or a step up to it: its instant
-        is the window's error, so it goes before probes that can wait."""
+        """The next probe is the one just after the expiry, a step up to it, or the last
+        bisection a whole second before the expiry can still send: the first two are the
+        window's error, and a bisection missed there leaves a second of steps to pay, so they
+        go before probes that can wait."""
         if not self.predictable:
             return False
         if self.hi - self.lo > PRECISION:
-            return self._ahead(now, MARGIN) < 1
+            return self._ahead(now, MARGIN) < 2
         return self._before(now) is None
 
     def missed(self, now: float) -> bool:

@@ -7,8 +7,10 @@ server, until that server agrees with the truth or `fast_cap` passes. Where its 
 read from the answers (expiry.py): a cache entry is bisected and bracketed at its predicted
 expiry; a server that gives no prediction is probed every `fast_interval`, doubling up to
 `fast_backoff_max`; a balanced server, whose answers come from replicas with caches of their
-own, every `fast_interval`. Fast probes go first: those that bracket a predicted expiry, whose
-instant is the window's precision, then the rest, the longest overdue first. A bisection probe
+own, every `fast_interval`. Fast probes go first: a change's first probes and those that
+bracket a predicted expiry, whose instant is the window's precision, then the rest, the
+longest overdue first. The sweep skips names in fast mode. A cache entry seen outside fast
+mode in the last minute seeds the prediction of a change that follows. A bisection probe
 that has waited past the instant that made it worth a query is placed again, not sent. A probe that
 falls due while the budget is spent is deferred and counted once.
 """
@@ -26,6 +28,8 @@ from exporter.core.records import Question, ServerRef, Target
 
 FULL_HORIZON = 600.0
 """A server's highest TTL not seen for this long gives way: its configuration changed."""
+SEEN = 60.0
+"""How long an answer outside fast mode is kept for a change that may follow."""
 LOST = 5.0
 """A fast probe whose answer or failure was never reported is sent again after this long."""
 
@@ -68,10 +72,15 @@ class Scheduler:
     _pinned: list[tuple[float, ProbeKey]] = field(default_factory=list, init=False)
     """Fast probes whose instant matters (bracketing a predicted expiry): they go first."""
     _fast_heap: list[tuple[float, ProbeKey]] = field(default_factory=list, init=False)
-    _fast_due: dict[ProbeKey, float] = field(default_factory=dict, init=False)
+    _fast_due: dict[ProbeKey, tuple[float, bool]] = field(default_factory=dict, init=False)
+    """Each key's next fast probe and whether it is pinned: the heaps keep replaced ones."""
     _sweep: deque[ProbeKey] = field(default_factory=deque, init=False)
     _next_steady: float | None = field(default=None, init=False)
     _deferred: set[ProbeKey] = field(default_factory=set, init=False)
+    _seen: dict[ProbeKey, Expiry] = field(default_factory=dict, init=False)
+    """The cache entries that answers outside fast mode saw in the last `SEEN` seconds, in
+    the order they came: a change behind one that lasts past it costs no first probe. The
+    budget bounds it to `qps * SEEN` entries."""
     _steady_deferred: bool = field(default=False, init=False)
 
     def set_servers(self, servers: tuple[ServerRef, ...],
@@ -98,15 +107,22 @@ class Scheduler:
             for server in self.servers:
                 key = ProbeKey(target, question, server)
                 fast = self._fast.get(key)
+                placed = fast is not None  # a key in fast mode always has a probe placed
                 if fast is None:
-                    fast = self._fast[key] = _Fast(now + self.fast_cap)
+                    fast = self._fast[key] = _Fast(now + self.fast_cap,
+                                                   self._recall(key, now) or Expiry())
                     self._fast_by_target.setdefault(target, set()).add(key)
                 fast.until = now + self.fast_cap
                 if fast.expiry.predictable and fast.expiry.lo > now and \
                         server not in self.balanced:
-                    continue  # the cache serves its entry until `lo` whatever the truth does
+                    # The cache serves its entry until `lo` whatever the truth does.
+                    if not placed:
+                        self._place(key, fast, now)
+                    continue
                 fast.expiry.unpredicted = 0
-                self._schedule_fast(key, now)
+                # The first probe's instant is the window's error when the entry is in its
+                # last moments, or when nothing caches the name at all.
+                self._schedule_fast(key, now, pinned=True)
 
     def answered(self, key: ProbeKey, sent: float, received: float, values: frozenset[str],
                  ttl: int | None, settled: bool) -> None:
@@ -114,13 +130,32 @@ class Scheduler:
         truth on this name, so it leaves fast mode."""
         full = self._note_full(key.server, not values, ttl, received)
         fast = self._fast.get(key)
-        if fast is None:
-            return
-        if settled:
-            self._drop(key)
+        if fast is None or settled:
+            if fast is not None:
+                self._drop(key)
+            self._remember(key, sent, received, values, ttl, full)
             return
         fast.expiry.observe(sent, received, values, ttl, full)
         self._place(key, fast, received)
+
+    def _remember(self, key: ProbeKey, sent: float, received: float,
+                  values: frozenset[str], ttl: int | None, full: int) -> None:
+        self._seen.pop(key, None)
+        seen = Expiry()
+        seen.observe(sent, received, values, ttl, full)
+        if seen.predictable and key.server not in self.balanced:
+            self._seen[key] = seen
+        while (oldest := next(iter(self._seen.values()), None)) is not None and \
+                (oldest.hi <= received or oldest.last_served < received - SEEN):
+            del self._seen[next(iter(self._seen))]
+
+    def _recall(self, key: ProbeKey, now: float) -> Expiry | None:
+        """What an answer outside fast mode saw of the key's cache entry, if it lasts long
+        enough to be bisected from. An entry near its end gets a first probe anyway: that
+        probe's instant is the window's error, and an entry evicted or refreshed early
+        would otherwise cost the window a second."""
+        seen = self._seen.pop(key, None)
+        return seen if seen is not None and seen.lo > now + 2.0 else None
 
     def _note_full(self, server: ServerRef, negative: bool, ttl: int | None,
                    at: float) -> int:
@@ -142,9 +177,8 @@ class Scheduler:
         if key.server in self.balanced:
             due = now + self.fast_interval
         else:
-            # Stepping up to an expiry takes at most half the budget: one name's last
-            # second must not starve every other name's bracketing probes.
-            step = max(PRECISION, 2.0 / self.budget.qps)
+            # Stepping up to an expiry at the budget's rate: a step is the window's error.
+            step = max(PRECISION, 1.0 / self.budget.qps)
             due = fast.expiry.next_probe(now, self.fast_interval, self.fast_backoff_max, step)
         self._schedule_fast(key, due, fast.expiry.pinned(now))
 
@@ -169,9 +203,15 @@ class Scheduler:
 
     def _schedule_fast(self, key: ProbeKey, due: float, pinned: bool = False) -> None:
         """Sets the key's next fast probe, earlier or later than the one it replaces."""
-        self._fast_due[key] = due
+        self._fast_due[key] = (due, pinned)
         self._deferred.discard(key)
         heapq.heappush(self._pinned if pinned else self._fast_heap, (due, key))
+
+    @property
+    def _reserve(self) -> int:
+        """Queries that probes which can wait leave in the budget, so that a pinned probe
+        never waits for a bisection or sweep probe sent a moment before it."""
+        return min(1, self.budget.burst - 1)
 
     def _base_gap(self) -> float:
         pairs = sum(len(q) for q in self.plan.values()) * len(self.servers)
@@ -200,10 +240,10 @@ class Scheduler:
 
     def _pop_fast(self, now: float) -> tuple[list[tuple[float, ProbeKey]], ProbeKey] | None:
         """The next fast probe due, pinned ones first, and the heap that holds it."""
-        for heap in (self._pinned, self._fast_heap):
+        for heap, pinned in ((self._pinned, True), (self._fast_heap, False)):
             while heap and heap[0][0] <= now:
                 due, key = heap[0]
-                if self._fast_due.get(key) == due and self.in_fast_mode(key, now):
+                if self._fast_due.get(key) == (due, pinned) and self.in_fast_mode(key, now):
                     return heap, key
                 heapq.heappop(heap)
         return None
@@ -218,7 +258,7 @@ class Scheduler:
                 heapq.heappop(heap)
                 self._place(key, fast, now)
                 continue
-            if not self.budget.try_take(now):
+            if not self.budget.try_take(now, 0 if heap is self._pinned else self._reserve):
                 self._count_fast_deferrals(now)
                 return out
             heapq.heappop(heap)
@@ -229,30 +269,36 @@ class Scheduler:
         if self._next_steady is None or self._next_steady > now + 1.5 * gap:
             self._next_steady = now + gap * self.rng.uniform(0.0, 1.0)
         while self._next_steady <= now and (swept := self._next_sweep_key()) is not None:
-            if not self.budget.try_take(now):
-                if not self._steady_deferred:
-                    self._steady_deferred = True
-                    self.deferred_total += 1
-                return out
+            # A key in fast mode has its probes placed where its answer can change: its
+            # sweep slot goes unused and the budget stays with the fast probes.
+            if not self.in_fast_mode(swept, now):
+                if not self.budget.try_take(now, self._reserve):
+                    if not self._steady_deferred:
+                        self._steady_deferred = True
+                        self.deferred_total += 1
+                    return out
+                self._steady_deferred = False
+                out.append(swept)
             self._sweep.popleft()
-            self._steady_deferred = False
             self._next_steady = max(self._next_steady + self._steady_gap(), now - 1.0)
-            out.append(swept)
         return out
 
     def _count_fast_deferrals(self, now: float) -> None:
         for due, key in self._pinned + self._fast_heap:
-            if due <= now and self._fast_due.get(key) == due and key not in self._deferred:
+            if due <= now and self._fast_due.get(key, (None,))[0] == due and \
+                    key not in self._deferred:
                 self._deferred.add(key)
                 self.deferred_total += 1
 
     def next_wake(self, now: float) -> float:
-        """When `due` may next return something."""
-        candidates = []
-        candidates += [heap[0][0] for heap in (self._pinned, self._fast_heap) if heap]
+        """When `due` may next return something: pinned probes need one query free, the
+        rest leave the reserve."""
+        wakes = []
+        if self._pinned:
+            wakes.append(max(self._pinned[0][0], self.budget.next_free(now)))
+        later = [self._fast_heap[0][0]] if self._fast_heap else []
         if self._next_steady is not None and self.plan and self.servers:
-            candidates.append(self._next_steady)
-        if not candidates:
-            return now + self.sweep_interval
-        wake = min(candidates)
-        return self.budget.next_free(now) if wake <= now else wake
+            later.append(self._next_steady)
+        if later:
+            wakes.append(max(min(later), self.budget.next_free(now, self._reserve)))
+        return min(wakes) if wakes else now + self.sweep_interval

@@ -233,17 +233,23 @@ def test_a_probe_whose_answer_never_came_is_sent_again() -> None:
     assert sent[:1] == [0.0] and any(abs(t - LOST) < 0.01 for t in sent)
     s.failed(ProbeKey(T, QS[0], SERVERS[0]), LOST + 0.5)
     assert min(d for d, k in s._fast_heap if k.server == SERVERS[0]
-               and s._fast_due.get(k) == d) == pytest.approx(LOST + 0.6)
+               and s._fast_due.get(k) == (d, False)) == pytest.approx(LOST + 0.6)
 
 
-def test_a_probe_that_brackets_an_expiry_goes_before_those_that_can_wait() -> None:
-    s = scheduler(qps=10, burst=1, sweep=600.0, cap=60.0)
+def waiting_and_pinned(burst: int) -> tuple[Scheduler, ProbeKey, ProbeKey]:
+    """A probe that can wait due at 0, a pinned one at 0.05, and one query spent at 0."""
+    s = scheduler(qps=10, burst=burst, sweep=600.0, cap=60.0)
     s.set_servers(SERVERS[:1])
     s.changed(T, {QS[0], QS[1]}, 0.0)
     bracket, other = ProbeKey(T, QS[0], SERVERS[0]), ProbeKey(T, QS[1], SERVERS[0])
     s._schedule_fast(other, 0.0)
     s._schedule_fast(bracket, 0.05, pinned=True)
-    assert s.budget.try_take(0.0)  # the budget is spent until 0.1
+    assert s.budget.try_take(0.0)
+    return s, other, bracket
+
+
+def test_a_probe_that_brackets_an_expiry_goes_before_those_that_can_wait() -> None:
+    s, other, bracket = waiting_and_pinned(burst=1)  # the budget is spent until 0.1
     assert s.due(0.1) == [bracket]
     assert s.due(0.2) == [other]
 
@@ -281,3 +287,60 @@ def test_fast_mode_entries_go_when_their_name_leaves_the_plan() -> None:
     assert s._fast_by_target[T] == {ProbeKey(T, QS[0], server) for server in SERVERS}
     s.set_plan(T, ())
     assert s._fast == {} and s._fast_by_target == {}
+
+
+def test_a_name_in_fast_mode_leaves_its_sweep_slots_unused() -> None:
+    s = scheduler(sweep=3.0, cap=60.0)
+    s.changed(T, {QS[0]}, 0.0)
+    sent = fast_run(s, 30.0, 0.0, cache(40.0), new_served)
+    fast_keys = [t for t, k in sent if k.question == QS[0]]
+    others = [t for t, k in sent if k.question != QS[0]]
+    # Behind a cache entry that lasts 40 s, a handful of probes bisect it; the sweep adds none.
+    assert len(fast_keys) <= 2 * 8
+    # The 4 other pairs keep their pace, once per 3 s sweep, and get no share of the slots.
+    assert 4 * 8 <= len(others) <= 4 * 12
+
+
+def test_a_change_behind_an_entry_the_sweep_saw_costs_no_first_probe() -> None:
+    s = scheduler(sweep=600.0, cap=60.0)
+    s.set_servers(SERVERS[:1])
+    key = ProbeKey(T, QS[0], SERVERS[0])
+    s.answered(ProbeKey(T, QS[1], SERVERS[0]), -6.0, -6.0 + RTT, OLD, 30, True)
+    s.answered(key, -5.0, -5.0 + RTT, OLD, 18, True)  # a cache entry: E in (12, 13]
+    s.changed(T, {QS[0]}, 0.0)
+    assert s.due(0.0) == []
+    sent = fast(fast_run(s, 20.0, 0.0, cache(12.5), new_served))
+    assert len(sent) <= 7 and 0 <= sent[-1] - 12.5 <= PRECISION + MARGIN + RTT
+    # An entry seen to end within two seconds of the change gets its first probe at once.
+    s.answered(key, 20.0, 20.0 + RTT, NEW, 18, True)
+    s.changed(T, {QS[0]}, 36.5)
+    assert s.due(36.5) == [key]
+
+
+def test_the_first_probe_of_a_change_goes_before_probes_that_can_wait() -> None:
+    s = scheduler(qps=10, burst=1, sweep=600.0, cap=60.0)
+    s.set_servers(SERVERS[:1])
+    s.changed(T, {QS[1]}, 0.0)
+    waiting, first = ProbeKey(T, QS[1], SERVERS[0]), ProbeKey(T, QS[0], SERVERS[0])
+    s._schedule_fast(waiting, 0.0)
+    assert s.budget.try_take(0.0)  # the budget is spent until 0.1
+    s.changed(T, {QS[0]}, 0.05)
+    assert s.due(0.1) == [first]
+    assert s.due(0.2) == [waiting]
+
+
+def test_a_reserve_keeps_queries_back_and_says_when_they_are_free() -> None:
+    budget = Budget(10, 3)
+    assert budget.try_take(0.0, reserve=1) and budget.try_take(0.0, reserve=1)
+    assert not budget.try_take(0.0, reserve=1)  # the last query is kept back
+    assert budget.next_free(0.0, reserve=1) == pytest.approx(0.1)
+    assert budget.try_take(0.0)
+    with pytest.raises(ValueError):
+        budget.try_take(0.0, reserve=3)
+
+
+def test_probes_that_can_wait_leave_a_query_for_a_pinned_one() -> None:
+    s, _, bracket = waiting_and_pinned(burst=2)
+    assert s.due(0.0) == []  # one query left: it waits for the bracket
+    assert s.next_wake(0.0) == pytest.approx(0.05)
+    assert s.due(0.05) == [bracket]

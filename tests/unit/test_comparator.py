@@ -263,3 +263,22 @@ def test_an_add_to_a_server_that_never_answered_is_an_outage_race() -> None:
     outcome = c.observe(Observation(Q, S, 1.513, 1.515, frozenset({"1.1.1.1"})))
     assert outcome.windows == []
     assert [r.reason for r in outcome.races] == ["outage"]
+
+
+def test_an_answer_asked_before_the_change_does_not_show_the_old_state_after_it() -> None:
+    """hypothesis found this: a probe sent at 2.413 came back at 2.415 with the record, the
+    removal came at 2.414, then the server failed until 3.5. The answer was asked before the
+    change, so nothing showed the old state after it: an outage race, not 1.1 s of
+    staleness."""
+    c = Comparator()
+    c.set_servers([S])
+    c.update(Update(T, answers(svc=frozenset({"1.1.1.1"})), Stamp(0.0)))
+    c.mark_synced()
+    c.observe(Observation(Q, S, 2.313, 2.315, frozenset({"1.1.1.1"})))
+    c.update(Update(T, answers(), Stamp(2.414)))
+    c.observe(Observation(Q, S, 2.413, 2.415, frozenset({"1.1.1.1"})))
+    for at in (2.515, 3.415):
+        c.failed(Q, S, at)
+    outcome = c.observe(Observation(Q, S, 3.513, 3.515, frozenset()))
+    assert outcome.windows == []
+    assert [r.reason for r in outcome.races] == ["outage"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
@@ -95,3 +96,13 @@ def test_a_bisection_probe_that_waited_is_placed_again_not_sent() -> None:
     assert model.missed(late)
     again = model.next_probe(late, 0.1, 1.0)
     assert late < again and not model.missed(again)
+
+
+def test_the_last_bisection_before_the_expiry_is_pinned() -> None:
+    """Missed, the last bisection a whole second ahead leaves a second of steps to pay."""
+    model = Expiry()
+    model.observe(0.25, 0.252, OLD, 3, full=30)  # expires in (2.25, 3.252]
+    assert not model.pinned(0.252)  # two whole seconds ahead: it can wait
+    assert model.next_probe(0.252, 0.1, 1.0) == pytest.approx((2.25 + 3.252) / 2 - 2)
+    assert model.pinned(1.5)  # one second ahead: the last chance to halve it
+    assert model.pinned(2.4)  # stepping up to it
