@@ -366,6 +366,13 @@ def overview() -> dashboard.Dashboard:
             Query(f"sum by (node) (rate(dns_staleness_probes_deferred_total{{{AGENT}}}"
                   "[$__rate_interval]))", "deferred {{node}}")))
         .with_panel(series(
+            "Sweep period",
+            "How long each agent's last steady sweep of every name and server took. Above "
+            "sweep_interval (30 s by default) the budget is too small for the targets: steady "
+            "sweeps get half of it, and the agent logs the qps it would need.", "s",
+            Query(f"max by (node) (dns_staleness_sweep_period_seconds{{{AGENT}}})",
+                  "{{node}}")))
+        .with_panel(series(
             "Targets and drops",
             "Headless Services each agent monitors, and Services turned away by max_targets "
             "in each interval (each drop is also logged). Any drop means unmeasured "

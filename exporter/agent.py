@@ -67,8 +67,9 @@ class Agent:
         self.probers: dict[ServerRef, Prober] = {}
         self._layer_up: dict[ServerRef, bool] = {}
         self._kick = asyncio.Event()
-        self.set_servers(tuple(servers) if discovery is None else discovery.servers())
+        self._sweep_short = False
         self.ready = False
+        self.set_servers(tuple(servers) if discovery is None else discovery.servers())
         self.synced = asyncio.Event()
         """Set once the first full sync is in."""
         self.outcome_listeners: list[Callable[[Outcome], None]] = []
@@ -85,6 +86,7 @@ class Agent:
                 log.info("initial sync done: %d targets", len(self.truth.monitored))
                 self._say_dns_service()
             self.ready = True
+            self._check_sweep()
             self.synced.set()
             return
         if isinstance(event, Relisted):
@@ -188,6 +190,7 @@ class Agent:
         balanced = frozenset(s for s in self.probers if s.layer in self.settings.balanced_layers)
         self.comparator.set_servers(self.probers, balanced)
         self.scheduler.set_servers(tuple(sorted(self.probers)), balanced)
+        self._check_sweep()
         self._kick.set()
 
     def _absorb(self, update: Update, now: float) -> None:
@@ -207,7 +210,24 @@ class Agent:
 
     def _replan(self, target: Target) -> None:
         self.scheduler.set_plan(target, tuple(self.comparator.questions(target)))
+        self._check_sweep()
         self._kick.set()  # the probe loop may be asleep on a wake time from a smaller plan
+
+    def _check_sweep(self) -> None:
+        """Says once, when it starts, that the budget cannot sweep every pair in time; not
+        while the initial sync is still growing the plan."""
+        if not self.ready:
+            return
+        needed = self.scheduler.sweep_shortfall()
+        if needed is not None and not self._sweep_short:
+            s = self.scheduler
+            log.warning("the probe budget cannot sweep every name every %gs: %d name-server "
+                        "pairs need %.1f qps for steady sweeps at %.0f%% of the budget, which "
+                        "is %g qps; a sweep takes about %.0fs (raise probe_budget_qps, or "
+                        "narrow namespaces)", s.sweep_interval, s.pairs, needed,
+                        s.steady_share * 100, s.budget.qps,
+                        s.pairs / (s.budget.qps * s.steady_share))
+        self._sweep_short = needed is not None
 
     def _publish(self, outcome: Outcome) -> None:
         self.metrics.record_windows(outcome.windows, outcome.races)
@@ -268,6 +288,7 @@ class Agent:
             targets_dropped=self.truth.dropped_total,
             probes_deferred=self.scheduler.deferred_total,
             budget_qps=self.scheduler.budget.qps,
+            sweep_period=self.scheduler.sweep_period,
             skew=skew,
             dns_service=(self.settings.kube_dns_namespace, self.settings.kube_dns_service,
                          self.discovery.service_found)

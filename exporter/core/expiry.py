@@ -98,16 +98,21 @@ class Expiry:
             return self._before(now) or max(now + MARGIN, self.lo + step)
         return self._before(now) or max(now, after)
 
-    def pinned(self, now: float) -> bool:
-        """The next probe is the one just after the expiry, a step up to it, or the last
-        bisection a whole second before the expiry can still send: the first two are the
-        window's error, and a bisection missed there leaves a second of steps to pay, so they
-        go before probes that can wait."""
+    def urgency(self, now: float) -> int:
+        """How much the next probe's instant matters. 0: it is the window's error (a step up
+        to the expiry, or the probe just after it). 1: missed, it costs precision or
+        queries (the probe just before the expiry, which bounds the resolution, and the last
+        bisection a whole second ahead, after which a second of steps is left to pay). 2: it
+        can wait."""
         if not self.predictable:
-            return False
+            return 2
+        before = self._before(now) is not None
         if self.hi - self.lo > PRECISION:
-            return self._ahead(now, MARGIN) < 2
-        return self._before(now) is None
+            ahead = self._ahead(now, MARGIN)
+            if ahead < 1:
+                return 1 if before else 0
+            return 1 if ahead < 2 else 2
+        return 1 if before else 0
 
     def missed(self, now: float) -> bool:
         """A bisection probe that waited (for the budget) past its instant: sent now, it

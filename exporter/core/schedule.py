@@ -7,12 +7,12 @@ server, until that server agrees with the truth or `fast_cap` passes. Where its 
 read from the answers (expiry.py): a cache entry is bisected and bracketed at its predicted
 expiry; a server that gives no prediction is probed every `fast_interval`, doubling up to
 `fast_backoff_max`; a balanced server, whose answers come from replicas with caches of their
-own, every `fast_interval`. Fast probes go first: a change's first probes and those that
-bracket a predicted expiry, whose instant is the window's precision, then the rest, the
-longest overdue first. The sweep skips names in fast mode. A cache entry seen outside fast
-mode in the last minute seeds the prediction of a change that follows. A bisection probe
-that has waited past the instant that made it worth a query is placed again, not sent. A probe that
-falls due while the budget is spent is deferred and counted once.
+own, every `fast_interval`. Fast probes go first, ranked by how much their instant matters
+(`RANKS`), the longest overdue first within a rank. The sweep skips names in fast mode. A
+cache entry seen outside fast mode in the last minute seeds the prediction of a change that
+follows. A bisection probe that has waited past the instant that made it worth a query is
+placed again, not sent. A probe that falls due while the budget is spent is deferred and
+counted once.
 """
 
 from __future__ import annotations
@@ -28,6 +28,10 @@ from exporter.core.records import Question, ServerRef, Target
 
 FULL_HORIZON = 600.0
 """A server's highest TTL not seen for this long gives way: its configuration changed."""
+ERROR, FIRST, SHAPE, WAIT = RANKS = range(4)
+"""Fast probes by how much their instant matters: the window's error (a step up to a
+predicted expiry, the probe just after it), a change's first probe, a probe that missed costs
+precision or queries (the one just before the expiry, the last bisection), and the rest."""
 SEEN = 60.0
 """How long an answer outside fast mode is kept for a change that may follow."""
 LOST = 5.0
@@ -58,6 +62,11 @@ class Scheduler:
     fast_backoff_max: float = 1.0
     deferred_total: int = field(default=0, init=False)
     """Probes that fell due while the budget was spent."""
+    sweep_period: float | None = field(default=None, init=False)
+    """How long the last whole sweep of every (name, server) pair took."""
+    _sweep_started: float | None = field(default=None, init=False)
+    _questions: int = field(default=0, init=False)
+    """The names in the plan, all targets together."""
     plan: dict[Target, tuple[Question, ...]] = field(default_factory=dict, init=False)
     servers: tuple[ServerRef, ...] = field(default=(), init=False)
     balanced: frozenset[ServerRef] = field(default=frozenset(), init=False)
@@ -69,11 +78,11 @@ class Scheduler:
     """Per server, for positive and for negative answers: the highest TTL of any name in the
     last `FULL_HORIZON` seconds, from every probe, and when it was last seen. A fast-mode
     answer below it comes from a cache; a layer without one always answers with it."""
-    _pinned: list[tuple[float, ProbeKey]] = field(default_factory=list, init=False)
-    """Fast probes whose instant matters (bracketing a predicted expiry): they go first."""
-    _fast_heap: list[tuple[float, ProbeKey]] = field(default_factory=list, init=False)
-    _fast_due: dict[ProbeKey, tuple[float, bool]] = field(default_factory=dict, init=False)
-    """Each key's next fast probe and whether it is pinned: the heaps keep replaced ones."""
+    _heaps: tuple[list[tuple[float, ProbeKey]], ...] = field(
+        default_factory=lambda: tuple([] for _ in RANKS), init=False)
+    """The fast probes by rank (`RANKS`): a due probe of a lower rank goes first."""
+    _fast_due: dict[ProbeKey, tuple[float, int]] = field(default_factory=dict, init=False)
+    """Each key's next fast probe and its rank: the heaps keep replaced ones."""
     _sweep: deque[ProbeKey] = field(default_factory=deque, init=False)
     _next_steady: float | None = field(default=None, init=False)
     _deferred: set[ProbeKey] = field(default_factory=set, init=False)
@@ -89,6 +98,7 @@ class Scheduler:
 
     def set_plan(self, target: Target, questions: tuple[Question, ...]) -> None:
         """The names to probe for a target; an empty tuple forgets the target."""
+        self._questions += len(questions) - len(self.plan.get(target, ()))
         if questions:
             self.plan[target] = questions
         else:
@@ -122,7 +132,7 @@ class Scheduler:
                 fast.expiry.unpredicted = 0
                 # The first probe's instant is the window's error when the entry is in its
                 # last moments, or when nothing caches the name at all.
-                self._schedule_fast(key, now, pinned=True)
+                self._schedule_fast(key, now, FIRST)
 
     def answered(self, key: ProbeKey, sent: float, received: float, values: frozenset[str],
                  ttl: int | None, settled: bool) -> None:
@@ -180,7 +190,7 @@ class Scheduler:
             # Stepping up to an expiry at the budget's rate: a step is the window's error.
             step = max(PRECISION, 1.0 / self.budget.qps)
             due = fast.expiry.next_probe(now, self.fast_interval, self.fast_backoff_max, step)
-        self._schedule_fast(key, due, fast.expiry.pinned(now))
+        self._schedule_fast(key, due, (ERROR, SHAPE, WAIT)[fast.expiry.urgency(now)])
 
     def _drop(self, key: ProbeKey) -> None:
         self._fast.pop(key, None)
@@ -201,34 +211,47 @@ class Scheduler:
             return False
         return True
 
-    def _schedule_fast(self, key: ProbeKey, due: float, pinned: bool = False) -> None:
+    def _schedule_fast(self, key: ProbeKey, due: float, rank: int = WAIT) -> None:
         """Sets the key's next fast probe, earlier or later than the one it replaces."""
-        self._fast_due[key] = (due, pinned)
+        self._fast_due[key] = (due, rank)
         self._deferred.discard(key)
-        heapq.heappush(self._pinned if pinned else self._fast_heap, (due, key))
+        heapq.heappush(self._heaps[rank], (due, key))
 
     @property
     def _reserve(self) -> int:
-        """Queries that probes which can wait leave in the budget, so that a pinned probe
-        never waits for a bisection or sweep probe sent a moment before it."""
+        """Queries that probes which can wait leave in the budget, so that a probe whose
+        instant matters never waits for a bisection or sweep probe sent a moment before it."""
         return min(1, self.budget.burst - 1)
 
     def _base_gap(self) -> float:
-        pairs = sum(len(q) for q in self.plan.values()) * len(self.servers)
         floor = 1.0 / (self.budget.qps * self.steady_share)
-        return max(self.sweep_interval / max(pairs, 1), floor)
+        return max(self.sweep_interval / max(self.pairs, 1), floor)
 
     def _steady_gap(self) -> float:
         return self._base_gap() * self.rng.uniform(0.5, 1.5)
 
-    def _next_sweep_key(self) -> ProbeKey | None:
+    def sweep_shortfall(self) -> float | None:
+        """The qps the budget would need for the sweep to visit every pair every
+        `sweep_interval` with its share, when the budget is below it; None when it is not."""
+        needed = self.pairs / (self.sweep_interval * self.steady_share)
+        return needed if needed > self.budget.qps else None
+
+    @property
+    def pairs(self) -> int:
+        """The (name, server) pairs that one sweep visits."""
+        return self._questions * len(self.servers)
+
+    def _next_sweep_key(self, now: float) -> ProbeKey | None:
         if not self._sweep:
+            if self._sweep_started is not None:
+                self.sweep_period = now - self._sweep_started
             keys = [
                 ProbeKey(t, q, s)
                 for t, questions in self.plan.items()
                 for q in questions
                 for s in self.servers
             ]
+            self._sweep_started = now if keys else None
             self.rng.shuffle(keys)
             self._sweep.extend(keys)
         while self._sweep:
@@ -238,13 +261,13 @@ class Scheduler:
             self._sweep.popleft()
         return None
 
-    def _pop_fast(self, now: float) -> tuple[list[tuple[float, ProbeKey]], ProbeKey] | None:
-        """The next fast probe due, pinned ones first, and the heap that holds it."""
-        for heap, pinned in ((self._pinned, True), (self._fast_heap, False)):
+    def _pop_fast(self, now: float) -> tuple[int, ProbeKey] | None:
+        """The next fast probe due, the lowest rank first, and its rank."""
+        for rank, heap in enumerate(self._heaps):
             while heap and heap[0][0] <= now:
                 due, key = heap[0]
-                if self._fast_due.get(key) == (due, pinned) and self.in_fast_mode(key, now):
-                    return heap, key
+                if self._fast_due.get(key) == (due, rank) and self.in_fast_mode(key, now):
+                    return rank, key
                 heapq.heappop(heap)
         return None
 
@@ -252,23 +275,25 @@ class Scheduler:
         """The probes to send now, fast ones first, as far as the budget allows."""
         out: list[ProbeKey] = []
         while (found := self._pop_fast(now)) is not None:
-            heap, key = found
+            rank, key = found
             fast = self._fast[key]
             if key.server not in self.balanced and fast.expiry.missed(now):
-                heapq.heappop(heap)
+                heapq.heappop(self._heaps[rank])
                 self._place(key, fast, now)
                 continue
-            if not self.budget.try_take(now, 0 if heap is self._pinned else self._reserve):
+            if not self.budget.try_take(now, self._reserve if rank == WAIT else 0):
                 self._count_fast_deferrals(now)
                 return out
-            heapq.heappop(heap)
+            heapq.heappop(self._heaps[rank])
             self._schedule_fast(key, now + LOST)
             out.append(key)
         # A gap chosen while the plan was small must not hold back a plan that grew since.
         gap = self._base_gap()
         if self._next_steady is None or self._next_steady > now + 1.5 * gap:
             self._next_steady = now + gap * self.rng.uniform(0.0, 1.0)
-        while self._next_steady <= now and (swept := self._next_sweep_key()) is not None:
+        if self._urgent_within(now + 1.0 / self.budget.qps):
+            return out  # a step or first probe is about to need the budget's next query
+        while self._next_steady <= now and (swept := self._next_sweep_key(now)) is not None:
             # A key in fast mode has its probes placed where its answer can change: its
             # sweep slot goes unused and the budget stays with the fast probes.
             if not self.in_fast_mode(swept, now):
@@ -283,21 +308,34 @@ class Scheduler:
             self._next_steady = max(self._next_steady + self._steady_gap(), now - 1.0)
         return out
 
+    def _urgent_within(self, until: float) -> bool:
+        """A probe whose instant is a window's error, or a change's first probe, falls due
+        by `until`."""
+        for rank in (ERROR, FIRST):
+            heap = self._heaps[rank]
+            while heap and self._fast_due.get(heap[0][1]) != (heap[0][0], rank):
+                heapq.heappop(heap)  # replaced since
+            if heap and heap[0][0] <= until:
+                return True
+        return False
+
     def _count_fast_deferrals(self, now: float) -> None:
-        for due, key in self._pinned + self._fast_heap:
+        for due, key in (entry for heap in self._heaps for entry in heap):
             if due <= now and self._fast_due.get(key, (None,))[0] == due and \
                     key not in self._deferred:
                 self._deferred.add(key)
                 self.deferred_total += 1
 
     def next_wake(self, now: float) -> float:
-        """When `due` may next return something: pinned probes need one query free, the
-        rest leave the reserve."""
+        """When `due` may next return something: probes whose instant matters need one
+        query free, the rest leave the reserve."""
         wakes = []
-        if self._pinned:
-            wakes.append(max(self._pinned[0][0], self.budget.next_free(now)))
-        later = [self._fast_heap[0][0]] if self._fast_heap else []
-        if self._next_steady is not None and self.plan and self.servers:
+        urgent = [heap[0][0] for heap in self._heaps[:WAIT] if heap]
+        if urgent:
+            wakes.append(max(min(urgent), self.budget.next_free(now)))
+        later = [self._heaps[WAIT][0][0]] if self._heaps[WAIT] else []
+        if self._next_steady is not None and self.plan and self.servers and \
+                not self._urgent_within(now + 1.0 / self.budget.qps):
             later.append(self._next_steady)
         if later:
             wakes.append(max(min(later), self.budget.next_free(now, self._reserve)))

@@ -48,6 +48,8 @@ class Snapshot:
     targets_dropped: int = 0
     probes_deferred: int = 0
     budget_qps: float = 0.0
+    sweep_period: float | None = None
+    """How long the last whole sweep took; None before the first one ends."""
     skew: float | None = None
     dns_service: tuple[str, str, bool] | None = None
     """The cluster DNS Service's namespace and name, and whether it exists; None when no
@@ -171,6 +173,11 @@ class Metrics(Collector):
         yield GaugeMetricFamily("dns_staleness_probe_budget_qps",
                                 "The query budget: most probes per second over any second.",
                                 value=snap.budget_qps)
+        if snap.sweep_period is not None:
+            yield GaugeMetricFamily(
+                "dns_staleness_sweep_period_seconds",
+                "How long the last steady sweep of every (name, server) pair took.",
+                value=snap.sweep_period)
         yield CounterMetricFamily("dns_staleness_probes_deferred",
                                   "Probes deferred because the query budget was spent.",
                                   value=snap.probes_deferred)

@@ -210,12 +210,13 @@ def test_sigterm_drops_readiness_and_exits_within_two_seconds(tmp_path: Path) ->
     assert "closed windows lie within" in out
 
 
-async def test_steady_probes_start_soon_after_the_first_sync() -> None:
-    """The plan arrives after the probe loop first slept: it must wake for it."""
+async def fifty_services(flags: dict[str, object], address: str, seconds: float) -> int:
+    """The agent on one lab server; 50 one-pod Services arrive after its probe loop first
+    slept, then it runs for `seconds`. Returns the queries the server got."""
     cluster = Cluster()
     lab = LabDnsServer(KubernetesBackend(cluster.lab), ZONE)
-    ref = ServerRef("coredns", await lab.start("127.0.30.9"))
-    agent = Agent(load("run", {}, {}, None), [ref], Metrics(CollectorRegistry()))
+    ref = ServerRef("coredns", await lab.start(address))
+    agent = Agent(load("run", flags, {}, None), [ref], Metrics(CollectorRegistry()))
     stop = asyncio.Event()
     task = asyncio.create_task(agent.run(cluster.events(), stop))
     await asyncio.sleep(0.2)
@@ -223,12 +224,17 @@ async def test_steady_probes_start_soon_after_the_first_sync() -> None:
         cluster.lab.add_service("ns", f"svc{s}")
         cluster.lab.set_pod("ns", f"svc{s}", LabPod("p0", f"10.{s}.0.1", hostname="p0"))
     cluster.queue.put_nowait(Synced())
-    await asyncio.sleep(2.0)
+    await asyncio.sleep(seconds)
     stop.set()
     await task
     lab.close()
-    # 50 targets x 3 names on one server over the 30 s sweep: 5 probes a second.
-    assert lab.queries >= 5
+    return lab.queries
+
+
+async def test_steady_probes_start_soon_after_the_first_sync() -> None:
+    """The plan arrives after the probe loop first slept: it must wake for it."""
+    # 50 targets x 5 names on one server over the 30 s sweep: 8 probes a second.
+    assert await fifty_services({}, "127.0.30.9", 2.0) >= 5
 
 
 def test_a_missing_dns_service_is_logged_once_and_shown(
@@ -256,3 +262,14 @@ def test_a_missing_dns_service_is_logged_once_and_shown(
     agent.metrics.snapshot = agent.snapshot()
     assert [s.value for f in agent.metrics.collect() for s in f.samples
             if s.name == "dns_staleness_dns_service_found"] == [1]
+
+
+async def test_a_budget_too_small_for_the_sweep_is_logged_once_with_the_arithmetic(
+        caplog: pytest.LogCaptureFixture) -> None:
+    await fifty_services({"probe_budget_qps": 4, "probe_burst": 2}, "127.0.30.10", 0.5)
+    warned = [r.getMessage() for r in caplog.records if "cannot sweep" in r.message]
+    # 50 targets x 5 names on one server every 30 s with half of 4 qps: 250 pairs, 125 s.
+    assert warned == ["the probe budget cannot sweep every name every 30s: 250 name-server "
+                      "pairs need 16.7 qps for steady sweeps at 50% of the budget, which is "
+                      "4 qps; a sweep takes about 125s (raise probe_budget_qps, or narrow "
+                      "namespaces)"]

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from exporter.core.budget import Budget
 from exporter.core.expiry import MARGIN, PRECISION
 from exporter.core.records import Question, ServerRef, Target
-from exporter.core.schedule import LOST, ProbeKey, Scheduler
+from exporter.core.schedule import ERROR, FIRST, LOST, WAIT, ProbeKey, Scheduler
 
 T = Target("ns", "web")
 QS = tuple(Question(f"q{i}.web.ns.svc.cluster.local.", "A") for i in range(3))
@@ -232,8 +232,8 @@ def test_a_probe_whose_answer_never_came_is_sent_again() -> None:
     sent = fast(run(s, LOST + 0.5))
     assert sent[:1] == [0.0] and any(abs(t - LOST) < 0.01 for t in sent)
     s.failed(ProbeKey(T, QS[0], SERVERS[0]), LOST + 0.5)
-    assert min(d for d, k in s._fast_heap if k.server == SERVERS[0]
-               and s._fast_due.get(k) == (d, False)) == pytest.approx(LOST + 0.6)
+    assert min(d for d, k in s._heaps[WAIT] if k.server == SERVERS[0]
+               and s._fast_due.get(k) == (d, WAIT)) == pytest.approx(LOST + 0.6)
 
 
 def waiting_and_pinned(burst: int) -> tuple[Scheduler, ProbeKey, ProbeKey]:
@@ -243,7 +243,7 @@ def waiting_and_pinned(burst: int) -> tuple[Scheduler, ProbeKey, ProbeKey]:
     s.changed(T, {QS[0], QS[1]}, 0.0)
     bracket, other = ProbeKey(T, QS[0], SERVERS[0]), ProbeKey(T, QS[1], SERVERS[0])
     s._schedule_fast(other, 0.0)
-    s._schedule_fast(bracket, 0.05, pinned=True)
+    s._schedule_fast(bracket, 0.05, ERROR)
     assert s.budget.try_take(0.0)
     return s, other, bracket
 
@@ -344,3 +344,38 @@ def test_probes_that_can_wait_leave_a_query_for_a_pinned_one() -> None:
     assert s.due(0.0) == []  # one query left: it waits for the bracket
     assert s.next_wake(0.0) == pytest.approx(0.05)
     assert s.due(0.05) == [bracket]
+
+
+def test_fast_probes_go_in_the_order_of_how_much_their_instant_matters() -> None:
+    s = scheduler(qps=10, burst=1, sweep=600.0, cap=60.0)
+    s.changed(T, set(QS[:2]), 0.0)
+    keys = [ProbeKey(T, q, server) for q in QS[:2] for server in SERVERS]
+    for rank, key in reversed(list(enumerate(keys))):
+        s._schedule_fast(key, 0.0, rank)
+    assert s.budget.try_take(0.0)
+    assert [s.due(0.11 * i) for i in range(1, 5)] == [[key] for key in keys]
+
+
+def test_the_sweep_says_how_long_it_took_and_what_it_would_need() -> None:
+    s = scheduler(qps=100, sweep=3.0)
+    run(s, 3.0 * 3)
+    assert s.sweep_period == pytest.approx(3.0, rel=0.35)
+    assert s.sweep_shortfall() is None
+    # 6 pairs every 0.5 s with half the budget need 24 qps: a budget of 10 sweeps in 1.2 s.
+    slow = scheduler(qps=10, burst=2, sweep=0.5)
+    assert slow.sweep_shortfall() == pytest.approx(24.0)
+    run(slow, 12.0)
+    assert slow.sweep_period == pytest.approx(1.2, rel=0.35)
+
+
+def test_the_sweep_waits_while_a_step_up_to_an_expiry_is_about_to_go() -> None:
+    s = scheduler(qps=10, burst=4, sweep=0.6)
+    s.changed(T, {QS[0]}, 0.0)
+    step = ProbeKey(T, QS[0], SERVERS[0])
+    s._heaps[FIRST].clear()  # the change's first probes: not this test's
+    s.due(0.0)
+    assert s._next_steady is not None and s._next_steady < 0.5
+    s._schedule_fast(step, 0.55, ERROR)
+    assert s.due(0.5) == []  # the sweep's slot is due, but the step needs the next query
+    assert s.next_wake(0.5) == pytest.approx(0.55)
+    assert s.due(0.55)[0] == step

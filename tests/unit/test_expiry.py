@@ -98,11 +98,15 @@ def test_a_bisection_probe_that_waited_is_placed_again_not_sent() -> None:
     assert late < again and not model.missed(again)
 
 
-def test_the_last_bisection_before_the_expiry_is_pinned() -> None:
-    """Missed, the last bisection a whole second ahead leaves a second of steps to pay."""
+def test_how_much_the_next_probe_matters() -> None:
+    """The steps and the probe past the expiry are the window's error; missed, the last
+    bisection a whole second ahead leaves a second of steps to pay."""
     model = Expiry()
     model.observe(0.25, 0.252, OLD, 3, full=30)  # expires in (2.25, 3.252]
-    assert not model.pinned(0.252)  # two whole seconds ahead: it can wait
+    assert model.urgency(0.252) == 2  # two whole seconds ahead: it can wait
     assert model.next_probe(0.252, 0.1, 1.0) == pytest.approx((2.25 + 3.252) / 2 - 2)
-    assert model.pinned(1.5)  # one second ahead: the last chance to halve it
-    assert model.pinned(2.4)  # stepping up to it
+    assert model.urgency(1.5) == 1  # one second ahead: the last chance to halve it
+    assert model.urgency(2.1) == 1  # just before `lo`: the probe that bounds the resolution
+    model.observe(2.24, 2.241, OLD, 1, full=30)
+    assert model.urgency(2.3) == 0  # stepping up to it
+    assert Expiry().urgency(0.0) == 2  # nothing to predict from
