@@ -342,8 +342,8 @@ async def main_async(args: argparse.Namespace, api: KubeApiServer, core: Server,
     kube.create_namespace(NS, wait_for_default_sa=False)
     ipv4 = {"coredns": core.dns, "node-local": local.dns}
     ipv6 = {layer: ("::1", server.port) for layer, server in ipv4.items()}
-    settings = replace(Settings(), namespaces=(NS,), layers=(),
-                       watch_start_jitter=0.0).validate({})
+    settings = replace(Settings(), namespaces=(NS,), layers=(), watch_start_jitter=0.0,
+                       probe_budget_qps=args.qps).validate({})
     registry = CollectorRegistry()
     agent = Agent(settings, [ServerRef(layer, s.hostport) for layer, s in ipv4.items()],
                   Metrics(registry))
@@ -464,6 +464,8 @@ async def main_async(args: argparse.Namespace, api: KubeApiServer, core: Server,
         await scenario("scale-up from zero", zero, zero.names(["zero-0"]), from_zero)
         stop.set()
         await agent_task
+    print(f"\nthe agent at probe_budget_qps {settings.probe_budget_qps:g}, probe_burst "
+          f"{settings.probe_burst}", flush=True)
     report(runs, closed, restart, probes)
     agent_total = {layer: agent_probes().get(layer, 0) - probes_before.get(layer, 0)
                    for layer in LAYERS}
@@ -574,7 +576,12 @@ def main() -> None:
     parser.add_argument("--trace", action="store_true",
                         help="print the agent's probes and the checker's answers for the worst "
                         "window of each row")
+    parser.add_argument("--qps", type=float, default=Settings().probe_budget_qps,
+                        help="the agent's probe_budget_qps (default: the agent's default, "
+                        "%(default)g)")
     args = parser.parse_args()
+    if not 4 <= args.qps <= 10000:
+        parser.error("--qps must be between 4 (the burst) and 10000")
     rig = Rig.load()
     with tempfile.TemporaryDirectory() as tmp, cluster(rig, Path(tmp)) as (api, core, local):
         asyncio.run(main_async(args, api, core, local))
