@@ -10,6 +10,7 @@ and the fix.
 
 from __future__ import annotations
 
+import difflib
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
@@ -96,6 +97,7 @@ def _one_of(*choices: str) -> Check:
 
 
 _level = _one_of("debug", "info", "warning", "error")
+_LEVEL_ALIASES = {"warn": "warning"}
 
 
 def setting(default: Any, check: Check | None = None, commands: tuple[str, ...] = COMMANDS,
@@ -121,7 +123,7 @@ class Settings:
         doc="HOST:PORT of the HTTP server that serves /metrics, /healthz and /readyz.")
     log_level: str = setting(
         "info", _level,
-        doc="Log level: debug, info, warning or error.")
+        doc="Log level: debug, info, warning (or warn) or error, in any case.")
     kubeconfig: str = setting(
         "", None, ("run", "check"),
         doc=("Kubeconfig file; empty means in-cluster config, then $KUBECONFIG, then "
@@ -330,7 +332,11 @@ def _convert(raw: Any, kind: Any) -> Any:
 
 def _read_file(path: str) -> dict[str, Any]:
     try:
-        data = yaml.safe_load(Path(path).read_text())
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise SettingsError("config", f"--config {path}",
+                            f"not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset "
+                            f"{exc.start}); save it as UTF-8") from None
     except OSError as exc:
         raise SettingsError("config", f"--config {path}",
                             f"cannot read the file ({exc.strerror}); check the path") from None
@@ -359,19 +365,34 @@ def load(command: str, flags: Mapping[str, Any], env: Mapping[str, str],
     origins: list[tuple[Mapping[str, Any], Callable[[str], str]]] = []
     if config_path:
         origins.append((_read_file(config_path), lambda n: f"{config_path}: {n}"))
-    origins.append(({n: env[env_of(n)] for n in kinds if env_of(n) in env}, env_of))
+    origins.append(({var[len(ENV_PREFIX):].lower(): raw for var, raw in env.items()
+                     if var.startswith(ENV_PREFIX)}, env_of))
     origins.append(({n: v for n, v in flags.items() if v is not None}, flag_of))
     for raw_values, describe in origins:
         for name, raw in raw_values.items():
             if name not in kinds:
+                close = difflib.get_close_matches(name, kinds, n=1)
+                hint = f"did you mean {close[0]}? " if close else ""
                 known = ", ".join(sorted(kinds))
-                raise SettingsError(name, describe(name), f"unknown setting; known: {known}")
+                raise SettingsError(name, describe(name),
+                                    f"unknown setting; {hint}known: {known}")
+            if describe is not flag_of and \
+                    command not in Settings.__dataclass_fields__[name].metadata["commands"]:
+                continue  # one file or environment can serve every command
             try:
                 values[name] = _convert(raw, kinds[name])
             except ValueError as exc:
                 raise SettingsError(name, describe(name), str(exc)) from None
             sources[name] = describe(name)
-    return replace(Settings(), **values).validate(sources)
+    if "log_level" in values:
+        level = str(values["log_level"]).lower()
+        values["log_level"] = _LEVEL_ALIASES.get(level, level)
+    settings = replace(Settings(), **values).validate(sources)
+    if command in ("run", "check") and not settings.layers and not settings.static_servers:
+        raise SettingsError("layers", sources.get("layers", "default"),
+                            "is empty and so is static_servers: nothing to probe; name a "
+                            f"layer ({', '.join(LAYERS)}) or a static server")
+    return settings
 
 
 def reference_table() -> str:

@@ -141,7 +141,8 @@ def test_the_rules_select_the_job_the_service_monitor_gives(
     kube.create(api_path("v1", "services", namespace), service)
 
     agent = AgentProcess(tmp_path, apiserver.kubeconfig_path, [
-        "--namespaces", namespace, "--layers", ""]).start()
+        "--namespaces", namespace, "--layers", "", "--static-servers",
+        "coredns=127.0.0.1:9"]).start()  # only the scrape matters here: a dead DNS port
     try:
         (port,) = [p for p in service["spec"]["ports"] if p["name"] == "http-metrics"]
         kube.create(api_path("discovery.k8s.io/v1", "endpointslices", namespace), {

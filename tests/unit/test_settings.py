@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from exporter.cli import main
-from exporter.settings import Settings, env_of, field_docs, load, settings_for
+from exporter.settings import Settings, SettingsError, env_of, field_docs, load, settings_for
 
 BAD_FLAGS = [
     (["demo", "--probe-budget-qps", "abc"],
@@ -58,12 +58,16 @@ def test_bad_flags_give_one_line_and_exit_2(argv: list[str], message: str,
     ("bogus: 1\n", "bogus (CONFIG: bogus): unknown setting"),
     ("listen: [\n", "not valid YAML at line 2"),
     ("- a\n- b\n", "must be a mapping of setting names to values"),
-    ("layers: {a: 1}\n", "must be a list or a comma-separated string"),
+    ("listen: {a: 1}\n", "must be a single str, got dict"),
+    (b"zone: caf\xe9.local\n", "not UTF-8 text (byte 0xe9 at offset 9); save it as UTF-8"),
 ])
-def test_bad_config_files(tmp_path: Path, text: str, message: str,
+def test_bad_config_files(tmp_path: Path, text: str | bytes, message: str,
                           capsys: pytest.CaptureFixture[str]) -> None:
     config = tmp_path / "config.yaml"
-    config.write_text(text)
+    if isinstance(text, bytes):
+        config.write_bytes(text)
+    else:
+        config.write_text(text)
     assert main(["demo", "--config", str(config)]) == 2
     err = capsys.readouterr().err
     assert message.replace("CONFIG", str(config)) in err and err.count("\n") == 1, err
@@ -129,3 +133,38 @@ def test_booleans_from_every_source(tmp_path: Path) -> None:
         .endpoint_pod_names is False
     assert load("run", {"endpoint_pod_names": "1"}, {}, None).endpoint_pod_names is True
     assert load("run", {}, {}, None).endpoint_pod_names is False
+
+
+def test_a_list_setting_that_is_not_a_list_in_the_file(tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text("layers: {a: 1}\n")
+    assert main(["run", "--config", str(config)]) == 2
+    assert "must be a list or a comma-separated string" in capsys.readouterr().err
+
+
+def test_an_unknown_environment_variable_is_an_error_with_a_suggestion() -> None:
+    with pytest.raises(SettingsError, match=r"loglevel \(DNS_STALENESS_LOGLEVEL\): unknown "
+                       r"setting; did you mean log_level\?"):
+        load("run", {}, {"DNS_STALENESS_LOGLEVEL": "debug"}, None)
+
+
+def test_a_setting_the_command_does_not_use_is_ignored_in_the_environment_and_file(
+        tmp_path: Path) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text("duration: abc\n")
+    got = load("run", {}, {"DNS_STALENESS_DURATION": "abc"}, str(config))
+    assert got.duration == Settings().duration
+
+
+@pytest.mark.parametrize(("given", "level"), [("DEBUG", "debug"), ("Warn", "warning"),
+                                              ("warning", "warning"), ("ERROR", "error")])
+def test_log_levels_in_any_case_and_warn(given: str, level: str) -> None:
+    assert load("run", {"log_level": given}, {}, None).log_level == level
+
+
+def test_nothing_to_probe_is_an_error() -> None:
+    with pytest.raises(SettingsError, match=r"layers \(DNS_STALENESS_LAYERS\): is empty and so "
+                       r"is static_servers: nothing to probe"):
+        load("run", {}, {"DNS_STALENESS_LAYERS": ""}, None)
+    assert load("run", {"layers": "", "static_servers": "up=10.0.0.1"}, {}, None).layers == ()
