@@ -379,3 +379,15 @@ def test_the_sweep_waits_while_a_step_up_to_an_expiry_is_about_to_go() -> None:
     assert s.due(0.5) == []  # the sweep's slot is due, but the step needs the next query
     assert s.next_wake(0.5) == pytest.approx(0.55)
     assert s.due(0.55)[0] == step
+
+
+def test_what_answers_outside_fast_mode_saw_stays_bounded() -> None:
+    s = scheduler(sweep=600.0)
+    s.answered(ProbeKey(T, QS[0], SERVERS[0]), 0.0, 0.0, OLD, 30, True)
+    rng, now = random.Random(3), 0.0
+    for i in range(20000):
+        question = Question(f"n{i}.web.ns.svc.cluster.local.", "A")
+        s.answered(ProbeKey(T, question, SERVERS[0]), now, now + RTT, OLD, rng.randint(1, 29),
+                   True)
+        now += 0.05  # 20 answers a second
+    assert 0 < len(s._seen) <= 20 * 60
