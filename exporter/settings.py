@@ -368,6 +368,7 @@ def load(command: str, flags: Mapping[str, Any], env: Mapping[str, str],
     origins.append(({var[len(ENV_PREFIX):].lower(): raw for var, raw in env.items()
                      if var.startswith(ENV_PREFIX)}, env_of))
     origins.append(({n: v for n, v in flags.items() if v is not None}, flag_of))
+    used = set(settings_for(command))
     for raw_values, describe in origins:
         for name, raw in raw_values.items():
             if name not in kinds:
@@ -376,8 +377,7 @@ def load(command: str, flags: Mapping[str, Any], env: Mapping[str, str],
                 known = ", ".join(sorted(kinds))
                 raise SettingsError(name, describe(name),
                                     f"unknown setting; {hint}known: {known}")
-            if describe is not flag_of and \
-                    command not in Settings.__dataclass_fields__[name].metadata["commands"]:
+            if describe is not flag_of and name not in used:
                 continue  # one file or environment can serve every command
             try:
                 values[name] = _convert(raw, kinds[name])

@@ -97,14 +97,13 @@ class _Open:
     last_seen: float
     seen_sent: float
     """When the answer behind `last_seen` was asked: one asked before the change says
-    nothing about the state after it, even if it came back after."""
+    nothing about the state after it, even if it came back after. Like `last_seen`, it
+    stands still while `ended` is set: an answer in the old state clears `ended`."""
     ended: Observation | None = None
     """Behind a balancer: the first answer in the new state since the last one in the old,
     while it waits for confirmation."""
     ended_after: float = 0.0
     """`last_seen` when `ended` came: the start of the end's resolution."""
-    ended_after_sent: float = 0.0
-    """`seen_sent` when `ended` came."""
     blind: bool = False
     """A probe of the name failed between the server's previous answer and `ended`."""
     confirmations: int = 0
@@ -315,7 +314,6 @@ class Comparator:
                 continue
             if window.ended is None:
                 window.ended, window.ended_after = obs, window.last_seen
-                window.ended_after_sent = window.seen_sent
                 # `last_received` is still the answer before this one; a window opened
                 # before the server ever answered counts every failure.
                 previous = cell.last_received if cell.last_received is not None \
@@ -331,7 +329,7 @@ class Comparator:
             reason = None
             if end.sent < window.cause.seen:
                 reason = RaceReason.LAYER_AHEAD_OF_WATCH
-            elif window.ended_after_sent <= window.cause.seen and window.blind:
+            elif window.seen_sent <= window.cause.seen and window.blind:
                 # Never seen in the old state after the change, with failures in between:
                 # the end is anywhere in the outage, so the same event would give another
                 # number with other probe times.
