@@ -11,6 +11,8 @@ ARG VENV=/opt/dns-staleness-exporter
 
 FROM ${PYTHON_IMAGE} AS build
 ARG VENV
+# The git revision, for dns_staleness_build_info: docker build --build-arg REVISION=$(git rev-parse HEAD)
+ARG REVISION=unknown
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_ROOT_USER_ACTION=ignore
@@ -18,7 +20,8 @@ WORKDIR /src
 COPY pyproject.toml constraints.txt README.md ./
 COPY exporter/ exporter/
 # pip compiles the modules here: the running image cannot write __pycache__.
-RUN python -m venv "$VENV" \
+RUN printf '%s\n' "$REVISION" > exporter/REVISION \
+    && python -m venv "$VENV" \
     && "$VENV/bin/pip" install -c constraints.txt .
 
 FROM ${PYTHON_IMAGE}

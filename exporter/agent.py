@@ -14,6 +14,9 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Sequence
 
+from prometheus_client import CollectorRegistry
+
+from exporter import __version__
 from exporter.core.budget import Budget
 from exporter.core.comparator import Comparator, Observation, Outcome
 from exporter.core.dnsmsg import QueryWire
@@ -29,12 +32,15 @@ from exporter.core.objects import (
     parse_service,
     parse_slice,
 )
-from exporter.core.records import ServerRef, Target
+from exporter.core.records import Question, ServerRef, Target
 from exporter.core.schedule import ProbeKey, Scheduler
 from exporter.core.selection import Selection
+from exporter.core.status import ClosedLog, Inputs, bound_of, document
 from exporter.core.truth import Truth, Update
+from exporter.io.logs import Throttle
 from exporter.io.metrics import Metrics, Snapshot
 from exporter.io.probe import Prober, ProbeResult
+from exporter.io.server import HttpServer
 from exporter.io.tasks import Background
 from exporter.settings import Settings
 
@@ -42,6 +48,9 @@ log = logging.getLogger(__name__)
 
 TTL_HORIZON = 600.0
 """The TTL gauge shows the highest TTL seen in the last ten minutes."""
+NOTICE_EVERY = 1.0
+"""Seconds between looks for what the log should tell: windows past their bound, dropped
+targets, misconfigurations."""
 
 
 class Agent:
@@ -69,6 +78,9 @@ class Agent:
         self._kick = asyncio.Event()
         self._sweep_short = False
         self.ready = False
+        self._running = False
+        """Set by run(): the servers the constructor sets are logged only then, so that a
+        command that fails before it (a busy port) says one line."""
         self.set_servers(tuple(servers) if discovery is None else discovery.servers())
         self.synced = asyncio.Event()
         """Set once the first full sync is in."""
@@ -77,13 +89,28 @@ class Agent:
         self._delays: deque[float] = deque(maxlen=256)
         self._tasks = Background()
         self._dns_service_found: bool | None = None
+        self.node = ""
+        """The node's name, for /status."""
+        self.closed = ClosedLog(settings.status_limit)
+        self.started = clock()
+        self._listed = 0
+        self._past: set[tuple[str, ServerRef, Question, str]] = set()
+        self._dropped: set[Target] = set()
+        self._misconfigured: dict[Target, frozenset[str]] = {}
+        self._say = {what: Throttle(log, what, clock) for what in (
+            "windows closed", "windows past their layer's bound",
+            "windows closed past their layer's bound",
+            "targets dropped by the cap", "misconfigurations")}
 
     def ingest(self, event: SourceEvent) -> None:
         now = self.clock()
         if isinstance(event, Synced):
             if not self.comparator.synced:
                 self.comparator.mark_synced()
-                log.info("initial sync done: %d targets", len(self.truth.monitored))
+                took = now - self.started
+                log.info("initial sync done", extra={"kv": {
+                    "objects": self._listed, "seconds": round(took, 3),
+                    "targets": len(self.truth.monitored), "dropped": len(self.truth.dropped)}})
                 self._say_dns_service()
             self.ready = True
             self._check_sweep()
@@ -91,10 +118,14 @@ class Agent:
             return
         if isinstance(event, Relisted):
             self.metrics.watch_events.labels(event.kind, "RELIST").inc()
+            if not self.comparator.synced:
+                self._listed += len(event.objects)
         else:
             self.metrics.watch_events.labels(event.kind, event.type).inc()
             if event.type == "BOOKMARK":
                 return
+            if not self.comparator.synced:
+                self._listed += 1
         try:
             updates = self._apply(event, now)
         except ObjectError as exc:
@@ -180,18 +211,28 @@ class Agent:
         """Start probing new servers and forget removed ones."""
         if set(servers) == set(self.probers):
             return
-        for server in set(self.probers) - set(servers):
+        lost, gained = set(self.probers) - set(servers), set(servers) - set(self.probers)
+        for server in lost:
             self.probers.pop(server).close()
             self._layer_up.pop(server, None)
-        for server in set(servers) - set(self.probers):
+        for server in gained:
             self.probers[server] = Prober(server, self.settings.probe_timeout, self.wire,
                                           self.clock)
-        log.info("probing %s", ", ".join(f"{s.layer}={s.address}" for s in sorted(servers)))
+        if self._running:
+            for verb, which in (("lost", lost), ("gained", gained)):
+                if which:
+                    names = ", ".join(f"{s.layer}={s.address}" for s in sorted(which))
+                    log.info("servers %s", verb, extra={"kv": {"servers": names}})
+            self._say_probing()
         balanced = frozenset(s for s in self.probers if s.layer in self.settings.balanced_layers)
         self.comparator.set_servers(self.probers, balanced)
         self.scheduler.set_servers(tuple(sorted(self.probers)), balanced)
         self._check_sweep()
         self._kick.set()
+
+    def _say_probing(self) -> None:
+        log.info("probing %s", ", ".join(f"{s.layer}={s.address}" for s in sorted(self.probers))
+                 or "no server yet")
 
     def _absorb(self, update: Update, now: float) -> None:
         if update.stamp.trigger is not None:
@@ -231,6 +272,21 @@ class Agent:
 
     def _publish(self, outcome: Outcome) -> None:
         self.metrics.record_windows(outcome.windows, outcome.races)
+        if outcome.windows:
+            self.closed.add(outcome.windows, self.wall())
+            ttl = self.ttl()
+            for w in outcome.windows:
+                if w.reference != "watch":
+                    continue
+                bound = bound_of(ttl, w.server.layer)
+                past = bound is not None and w.seconds > bound
+                self._say["windows closed past their layer's bound" if past
+                          else "windows closed"].log(
+                    logging.INFO, "%s window closed%s", w.kind,
+                    " past the layer's bound" if past else "",
+                    kv=_window_kv(w.kind, w.server, w.target, w.question, w.value)
+                    | {"seconds": round(w.seconds, 3), "resolution": round(w.resolution, 3),
+                       "bound": bound})
         if log.isEnabledFor(logging.DEBUG):
             for w in outcome.windows:
                 log.debug("window kind=%s layer=%s server=%s name=%s type=%s value=%s "
@@ -275,6 +331,65 @@ class Agent:
         while len(seen) > 1 and seen[-2][1] <= seen[-1][1]:
             del seen[-2]
 
+    def ttl(self) -> dict[str, int]:
+        """The highest TTL each layer served lately."""
+        return {layer: max(t for _, t in seen) for layer, seen in self._ttl.items() if seen}
+
+    def status(self) -> dict[str, object]:
+        """The /api/v1/status document (docs/status.schema.json)."""
+        now = self.clock()
+        budget = self.scheduler.budget
+        return document(Inputs(
+            wall=self.wall(), node=self.node, synced=self.comparator.synced,
+            open_windows=list(self.comparator.open_detail(now)), closed=self.closed.newest(),
+            ttl=self.ttl(), servers=self.probers, layer_up=self._layer_up,
+            sweep_period=self.scheduler.sweep_period, budget_qps=budget.qps,
+            budget_burst=budget.burst, budget_used=budget.used(now),
+            probes_deferred=self.scheduler.deferred_total, monitored=self.truth.monitored,
+            dropped=self.truth.dropped, dropped_total=self.truth.dropped_total,
+            limit=self.settings.status_limit), __version__)
+
+    def http_server(self, registry: CollectorRegistry) -> HttpServer:
+        """The HTTP edge on this agent: metrics from its snapshots, /status from status()."""
+        return HttpServer(registry, lambda: setattr(self.metrics, "snapshot", self.snapshot()),
+                          lambda: self.ready, self.status, self.settings.telemetry_path)
+
+    def _notice(self) -> None:
+        """Tell the log, once each, what an operator needs to know; throttled per kind."""
+        now = self.clock()
+        ttl = self.ttl()
+        still: set[tuple[str, ServerRef, Question, str]] = set()
+        for w in self.comparator.open_detail(now):
+            key = (w.kind, w.server, w.question, w.value)
+            bound = bound_of(ttl, w.server.layer)
+            if bound is None or w.age <= bound:
+                continue
+            still.add(key)
+            if key not in self._past:
+                self._say["windows past their layer's bound"].log(
+                    logging.INFO, "%s window open past the layer's bound", w.kind,
+                    kv=_window_kv(w.kind, w.server, w.target, w.question, w.value)
+                    | {"age": round(w.age, 3), "bound": bound, "caused_by_truth": w.attributed})
+        self._past = still
+        dropped = set(self.truth.dropped)
+        for target in sorted(dropped - self._dropped):
+            self._say["targets dropped by the cap"].log(
+                logging.INFO, "target dropped by the cap (max_targets)",
+                kv={"namespace": target.namespace, "service": target.service,
+                    "max_targets": self.settings.max_targets,
+                    "monitored": len(self.truth.monitored)})
+        self._dropped = dropped
+        reasons = self.truth.misconfigurations() if self.comparator.synced else {}
+        for target, found in sorted(reasons.items()):
+            for reason in sorted(found - self._misconfigured.get(target, frozenset())):
+                self._say["misconfigurations"].log(
+                    logging.INFO, "Service misconfigured (dns_staleness_misconfigurations "
+                    "in docs/metrics.md)", kv={"namespace": target.namespace,
+                                               "service": target.service, "reason": reason})
+        self._misconfigured = reasons
+        for throttle in self._say.values():
+            throttle.flush()
+
     def snapshot(self) -> Snapshot:
         """Refresh the gauges; called on the event loop right before each render."""
         now = self.clock()
@@ -282,7 +397,7 @@ class Agent:
         return Snapshot(
             open_windows=self.comparator.open_windows(now),
             misconfigurations=self.truth.misconfigurations(),
-            ttl={layer: max(t for _, t in seen) for layer, seen in self._ttl.items() if seen},
+            ttl=self.ttl(),
             layer_up=dict(self._layer_up),
             targets=len(self.truth.monitored),
             targets_dropped=self.truth.dropped_total,
@@ -310,6 +425,11 @@ class Agent:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._kick.wait(), wait)
 
+    async def _notice_loop(self) -> None:
+        while True:
+            await asyncio.sleep(NOTICE_EVERY)
+            self._notice()
+
     async def _prune_loop(self) -> None:
         while True:
             await asyncio.sleep(5.0)
@@ -319,13 +439,23 @@ class Agent:
 
     async def run(self, source: AsyncIterator[SourceEvent], stop: asyncio.Event) -> None:
         """Run until `stop` is set or the source fails; the source may also simply end."""
+        self._running = True
+        self._say_probing()
         try:
             async with self._tasks as tasks:
                 tasks.start(self._consume(source), "consume")
                 tasks.start(self._probe_loop(), "probe")
                 tasks.start(self._prune_loop(), "prune")
+                tasks.start(self._notice_loop(), "notice")
                 await tasks.wait(stop)
         finally:
             self.ready = False
             for prober in self.probers.values():
                 prober.close()
+
+
+def _window_kv(kind: str, server: ServerRef, target: Target, question: Question,
+               value: str) -> dict[str, object]:
+    return {"kind": kind, "layer": server.layer, "server": server.address,
+            "namespace": target.namespace, "service": target.service, "name": question.name,
+            "type": question.rtype, "value": value}

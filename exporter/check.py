@@ -63,7 +63,7 @@ from exporter.core.resolvconf import ResolvConf
 from exporter.core.resolvconf import parse as parse_resolv_conf
 from exporter.core.selection import PluginScope
 from exporter.core.truth import Stamp, Update, expected_answers, served_slices
-from exporter.io.kubeconfig import discover
+from exporter.io.kubeconfig import LOGIN_HINT, discover
 from exporter.io.metrics import Metrics
 from exporter.io.node import check_zone, static_layers
 from exporter.io.probe import Prober, ProbeResult
@@ -105,11 +105,16 @@ async def _get(api: KubeApi, path: str, params: Mapping[str, str] | None = None)
     except ApiError as exc:
         if exc.status == 404:
             return None
+        access = api.access
+        if exc.status in (401, 403) and not access.has_credential:
+            raise CheckError(f"the API server at {server} refused an anonymous request "
+                             f"({exc.status} {exc.reason}): {access.source} gives context "
+                             f"{access.context!r} no credential; {LOGIN_HINT}") from None
         if exc.status == 403:
             raise Denied(f"RBAC denies get {path} ({exc.message})") from None
         if exc.status == 401:
             raise CheckError(f"the API server at {server} rejected the credentials from "
-                             f"{api.access.source} (401 {exc.reason}); get a fresh token or "
+                             f"{access.source} (401 {exc.reason}); get a fresh token or "
                              "certificate, or pass another --kubeconfig") from None
         raise CheckError(f"the API server at {server} answered {exc} for {path}") from None
     except (aiohttp.ClientError, OSError, TimeoutError) as exc:
@@ -306,7 +311,7 @@ async def _follow(settings: Settings, api: KubeApi, discovery: Discovery, target
 async def diagnose(settings: Settings, target: Target, out: TextIO = sys.stdout,
                    live: bool = False) -> Report:
     started = time.monotonic()
-    access = discover(settings.kubeconfig)
+    access = discover(settings.kubeconfig, context=settings.context)
     verdicts: list[Verdict] = []
     windows: list[dict[str, Any]] = []
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:

@@ -33,7 +33,7 @@ from exporter.core.records import (
 )
 from exporter.io.lab import CacheBackend, KubernetesBackend, LabCluster, LabDnsServer, LabPod
 from exporter.io.metrics import Metrics
-from exporter.io.server import HttpServer, ListenError
+from exporter.io.server import ListenError
 from exporter.io.tasks import Background
 from exporter.settings import Settings
 
@@ -258,8 +258,8 @@ async def run_demo(settings: Settings, out: TextIO = sys.stdout,
     metrics = Metrics(registry)
     servers = await incident.start()
     agent = Agent(settings, servers, metrics)
-    http = HttpServer(registry, lambda: setattr(metrics, "snapshot", agent.snapshot()),
-                      lambda: agent.ready)
+    agent.node = "demo"
+    http = agent.http_server(registry)
     try:
         await http.start(settings.listen)
     except ListenError:
@@ -270,7 +270,8 @@ async def run_demo(settings: Settings, out: TextIO = sys.stdout,
     agent.outcome_listeners.append(view.on_outcome)
     host = split_address(settings.listen, None)[0] or "127.0.0.1"
     print(f"demo: lab DNS servers {', '.join(f'{s.layer}={s.address}' for s in servers)}; "
-          f"metrics at http://{join_address(host, http.port)}/metrics; running "
+          f"metrics at http://{join_address(host, http.port)}{settings.telemetry_path}, what "
+          f"is stale now at http://{join_address(host, http.port)}/status; running "
           f"{settings.duration:g}s at {settings.probe_budget_qps:g} qps", file=out, flush=True)
 
     async def script() -> None:

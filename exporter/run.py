@@ -16,7 +16,6 @@ from exporter.core.records import ServerRef, with_port
 from exporter.io.kubeconfig import discover
 from exporter.io.metrics import Metrics
 from exporter.io.node import check_zone, static_layers
-from exporter.io.server import HttpServer
 from exporter.io.tasks import Background
 from exporter.io.watch import KubeApi, KubeSource, resources
 from exporter.settings import Settings
@@ -54,20 +53,21 @@ async def freeze_after_sync(agent: Agent) -> None:
 
 
 async def run_agent(settings: Settings, stop: asyncio.Event) -> None:
-    access = discover(settings.kubeconfig)
+    access = discover(settings.kubeconfig, context=settings.context)
     registry = CollectorRegistry()
     metrics = Metrics(registry)
-    discovery = Discovery(node=settings.node_name or socket.gethostname(),
+    node = settings.node_name or socket.gethostname()
+    discovery = Discovery(node=node,
                           replicas_per_node=settings.coredns_replicas_per_node,
                           enabled=frozenset(settings.layers),
                           static=static_layers(settings.static_servers, settings.layers,
                                                settings.resolv_conf))
     agent = Agent(settings, (), metrics, discovery=discovery)
-    http = HttpServer(registry, lambda: setattr(metrics, "snapshot", agent.snapshot()),
-                      lambda: agent.ready)
+    agent.node = node
+    http = agent.http_server(registry)
     await http.start(settings.listen)
-    log.info("serving metrics on %s (port %d); API server %s", settings.listen, http.port,
-             access.server)
+    log.info("serving %s and /status on %s (port %d); API server %s (%s)",
+             settings.telemetry_path, settings.listen, http.port, access.server, access.source)
     try:
         async with aiohttp.ClientSession() as session, Background() as tasks:
             source = KubeSource(
@@ -83,3 +83,7 @@ async def run_agent(settings: Settings, stop: asyncio.Event) -> None:
             await tasks.wait(stop)
     finally:
         await http.stop()
+        now = agent.clock()
+        log.info("shutting down after %.0f s: %d windows open, %d targets monitored",
+                 now - agent.started, sum(1 for _ in agent.comparator.open_detail(now)),
+                 len(agent.truth.monitored))

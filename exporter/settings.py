@@ -98,16 +98,26 @@ def _one_of(*choices: str) -> Check:
 
 _level = _one_of("debug", "info", "warning", "error")
 _LEVEL_ALIASES = {"warn": "warning"}
+RESERVED_PATHS = ("/", "/healthz", "/readyz", "/status", "/api/v1/status")
+
+
+def _telemetry_path(value: str) -> str | None:
+    if not value.startswith("/") or any(c.isspace() or c in "?#" for c in value):
+        return "must be a URL path starting with /, e.g. /metrics"
+    if value.rstrip("/") in {p.rstrip("/") for p in RESERVED_PATHS}:
+        return f"must not be one of the server's other paths ({', '.join(RESERVED_PATHS)})"
+    return None
 
 
 def setting(default: Any, check: Check | None = None, commands: tuple[str, ...] = COMMANDS,
-            per_command: Mapping[str, Any] | None = None, *, doc: str,
+            per_command: Mapping[str, Any] | None = None, *, doc: str, flag: str = "",
             aliases: tuple[str, ...] = ()) -> Any:
     """A field with its one-line doc, its validation, the commands that read it, any command's
     own default (demo and check probe faster: demo talks to its own lab, check is a one-shot),
-    and older flag names that still work."""
+    its flag when it is not the name's (the exporters' `--web.*` and `--log.*`), and older
+    flags that still work."""
     return field(default=default,
-                 metadata={"check": check, "commands": commands, "doc": doc,
+                 metadata={"check": check, "commands": commands, "doc": doc, "flag": flag,
                            "defaults": dict(per_command or {}), "aliases": aliases})
 
 
@@ -120,14 +130,30 @@ def default_for(name: str, command: str) -> Any:
 class Settings:
     listen: str = setting(
         "0.0.0.0:9897", _host_port, ("run", "demo"), {"demo": "127.0.0.1:9897"},
-        doc="HOST:PORT of the HTTP server that serves /metrics, /healthz and /readyz.")
+        flag="--web.listen-address", aliases=("--listen",),
+        doc="HOST:PORT of the HTTP server: metrics, /status, /healthz and /readyz.")
+    telemetry_path: str = setting(
+        "/metrics", _telemetry_path, ("run", "demo"), flag="--web.telemetry-path",
+        doc="Path under which the metrics are served.")
     log_level: str = setting(
-        "info", _level,
-        doc="Log level: debug, info, warning (or warn) or error, in any case.")
+        "info", _level, COMMANDS, {"demo": "warning"}, flag="--log.level",
+        aliases=("--log-level",),
+        doc=("Log level: debug, info, warn (or warning) or error, in any case; the demo's "
+             "own view shows its windows."))
+    log_format: str = setting(
+        "logfmt", _one_of("logfmt", "json"), flag="--log.format",
+        doc="Log line format: logfmt or json (one object per line, the same fields).")
+    status_limit: int = setting(
+        100, _between(0, 10000), ("run", "demo"),
+        doc=("Most windows that /status and /api/v1/status list of each kind: the oldest "
+             "open ones, the newest closed ones; also caps the targets listed."))
     kubeconfig: str = setting(
         "", None, ("run", "check"),
-        doc=("Kubeconfig file; empty means in-cluster config, then $KUBECONFIG, then "
-             "~/.kube/config."))
+        doc=("Kubeconfig file, or several joined by ':' and merged as kubectl does; empty "
+             "means in-cluster config, then $KUBECONFIG, then ~/.kube/config."))
+    context: str = setting(
+        "", None, ("run", "check"),
+        doc="The kubeconfig context to use; empty means its current-context.")
     zone: str = setting(
         "cluster.local", _dns_label,
         doc="The cluster domain that CoreDNS's kubernetes plugin serves.")
@@ -238,7 +264,7 @@ class Settings:
         "table", _one_of("table", "json"), ("check",),
         doc="check's output: table (for people) or json (docs/check-output.schema.json).")
     follow: float = setting(
-        0.0, _between(0, 86400), ("check",), aliases=("watch",),
+        0.0, _between(0, 86400), ("check",), aliases=("--watch",),
         doc=("Seconds check keeps probing in fast mode, reporting every window that opens or "
              "closes."))
     max_staleness: float = setting(
@@ -278,13 +304,13 @@ def field_docs() -> dict[str, str]:
 
 
 def flag_of(name: str) -> str:
-    return "--" + name.replace("_", "-")
+    own: str = Settings.__dataclass_fields__[name].metadata["flag"]
+    return own or "--" + name.replace("_", "-")
 
 
 def flags_of(name: str) -> list[str]:
     """The flag, then the older spellings that still work."""
-    aliases = Settings.__dataclass_fields__[name].metadata["aliases"]
-    return [flag_of(name), *(flag_of(alias) for alias in aliases)]
+    return [flag_of(name), *Settings.__dataclass_fields__[name].metadata["aliases"]]
 
 
 def env_of(name: str) -> str:

@@ -45,6 +45,9 @@ CHART_OWNED = {
     "listen": "set from containerPort and listenHost, which the probes and Service use too",
     "node_name": "set from the downward API (spec.nodeName)",
     "kubeconfig": "the agent uses the in-cluster config of its ServiceAccount",
+    "context": "the agent uses the in-cluster config of its ServiceAccount",
+    "telemetry_path": "the ServiceMonitor, the PodMonitor and the scrape annotations read "
+                      "/metrics",
 }
 """`run` settings the chart sets itself; values.config rejects them."""
 

@@ -56,6 +56,10 @@ class Budget:
         return sent + reserve >= self._ceiling and \
             now - self._sent[sent + reserve - self._ceiling] < WINDOW
 
+    def used(self, now: float) -> int:
+        """Queries sent in the last second."""
+        return sum(1 for sent in self._sent if now - sent < 1.0)
+
     def next_free(self, now: float, reserve: int = 0) -> float:
         """The earliest time `try_take(reserve=reserve)` can succeed."""
         self._check(reserve)

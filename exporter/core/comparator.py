@@ -391,19 +391,23 @@ class Comparator:
                     yield OpenWindow(kind, qs.target, question, server, value,
                                      now - since, window.cause is not None)
 
-    def open_windows(self, now: float) -> dict[tuple[Target, str], OpenSummary]:
-        """Per target and layer: distinct records stale or missing now, and the oldest age."""
-        ages: dict[tuple[Target, str, str], dict[tuple[Question, str], float]] = {}
-        for window in self.open_detail(now):
-            by_record = ages.setdefault((window.target, window.server.layer, window.kind), {})
-            record = (window.question, window.value)
-            by_record[record] = max(by_record.get(record, 0.0), window.age)
-        summary = {}
-        for target, layer in {(t, layer) for t, layer, _ in ages}:
-            stale = ages.get((target, layer, STALE), {})
-            missing = ages.get((target, layer, PROPAGATION), {})
-            summary[(target, layer)] = OpenSummary(
-                len(stale), max(stale.values(), default=0.0),
-                len(missing), max(missing.values(), default=0.0),
-            )
-        return summary
+    def open_windows(self, now: float) -> dict[tuple[Target, ServerRef], OpenSummary]:
+        """Per target and server: distinct records stale or missing now, and the oldest age."""
+        return summarize(self.open_detail(now))
+
+
+def summarize(details: Iterable[OpenWindow]) -> dict[tuple[Target, ServerRef], OpenSummary]:
+    ages: dict[tuple[Target, ServerRef, str], dict[tuple[Question, str], float]] = {}
+    for window in details:
+        by_record = ages.setdefault((window.target, window.server, window.kind), {})
+        record = (window.question, window.value)
+        by_record[record] = max(by_record.get(record, 0.0), window.age)
+    summary = {}
+    for target, server in {(t, s) for t, s, _ in ages}:
+        stale = ages.get((target, server, STALE), {})
+        missing = ages.get((target, server, PROPAGATION), {})
+        summary[(target, server)] = OpenSummary(
+            len(stale), max(stale.values(), default=0.0),
+            len(missing), max(missing.values(), default=0.0),
+        )
+    return summary

@@ -7,14 +7,22 @@ are non-zero and vanish without bookkeeping.
 
 from __future__ import annotations
 
+import platform
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import (
+    GC_COLLECTOR,
+    PLATFORM_COLLECTOR,
+    PROCESS_COLLECTOR,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+)
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from exporter import __version__
+from exporter import REVISION, __version__
 from exporter.core.comparator import STALE, OpenSummary, Race, Window
 from exporter.core.events import RestartReason
 from exporter.core.records import ServerRef, Target
@@ -32,15 +40,37 @@ LABEL_MAX = 63
 OTHER = "_other"
 
 
+EXEMPLAR_MAX = 128
+"""OpenMetrics: the names and values of an exemplar's labels, together, in characters."""
+
+
 def bounded(value: str) -> str:
     return value[:LABEL_MAX]
+
+
+def exemplar_of(window: Window) -> dict[str, str]:
+    """The record behind a histogram sample: namespace, service, record and type, each cut
+    to the same length when together they would pass the OpenMetrics limit; then as much of
+    the name as still fits (a pod's name tells the most, and is the longest)."""
+    keys = ("namespace", "service", "record")
+    values = (window.target.namespace, window.target.service, window.value)
+    room = EXEMPLAR_MAX - sum(map(len, keys)) - len("type") - len(window.question.rtype)
+    cap = max(map(len, values))
+    while sum(min(len(v), cap) for v in values) > room:
+        cap -= 1
+    labels = {k: v[:cap] for k, v in zip(keys, values, strict=True)}
+    labels["type"] = window.question.rtype
+    left = EXEMPLAR_MAX - sum(len(k) + len(v) for k, v in labels.items()) - len("name")
+    if left > 0:
+        labels["name"] = window.question.name[:left]
+    return labels
 
 
 @dataclass
 class Snapshot:
     """Everything the gauges show, taken on the event loop right before a render."""
 
-    open_windows: Mapping[tuple[Target, str], OpenSummary] = field(default_factory=dict)
+    open_windows: Mapping[tuple[Target, ServerRef], OpenSummary] = field(default_factory=dict)
     misconfigurations: Mapping[Target, frozenset[str]] = field(default_factory=dict)
     ttl: Mapping[str, int] = field(default_factory=dict)
     layer_up: Mapping[ServerRef, bool] = field(default_factory=dict)
@@ -102,6 +132,8 @@ class Metrics(Collector):
         for reason in RestartReason:
             self.watch_restarts.labels(reason)
         registry.register(self)
+        for default in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
+            registry.register(default)
 
     def record_probe(self, result: ProbeResult) -> None:
         layer = result.server.layer
@@ -112,7 +144,8 @@ class Metrics(Collector):
     def record_windows(self, windows: Iterable[Window], races: Iterable[Race]) -> None:
         for window in windows:
             histogram = self.window if window.kind == STALE else self.propagation
-            histogram.labels(window.server.layer, window.reference).observe(window.seconds)
+            histogram.labels(window.server.layer, window.reference).observe(
+                window.seconds, exemplar_of(window))
             if window.reference == "watch":  # one per window: both references share it
                 self.resolution.labels(window.server.layer, window.kind).observe(
                     window.resolution)
@@ -124,24 +157,26 @@ class Metrics(Collector):
     def describe(self) -> Iterable[Metric]:
         return []
 
-    def _per_service(self) -> Iterator[tuple[tuple[str, str, str], OpenSummary]]:
-        """Series per (layer, namespace, service), the oldest first, capped; the rest summed."""
+    def _per_service(self) -> Iterator[tuple[tuple[str, str, str, str], OpenSummary]]:
+        """Series per (layer, server, namespace, service), the oldest first, capped; the rest
+        summed per server."""
         ranked = sorted(self.snapshot.open_windows.items(),
                         key=lambda item: -max(item[1].stale_age, item[1].missing_age))
-        overflow: dict[str, list[OpenSummary]] = {}
-        for index, ((target, layer), summary) in enumerate(ranked):
+        overflow: dict[ServerRef, list[OpenSummary]] = {}
+        for index, ((target, server), summary) in enumerate(ranked):
             if index < self.max_service_series:
-                yield (layer, bounded(target.namespace), bounded(target.service)), summary
+                yield (server.layer, server.address, bounded(target.namespace),
+                       bounded(target.service)), summary
             else:
-                overflow.setdefault(layer, []).append(summary)
-        for layer, rest in overflow.items():
-            yield (layer, OTHER, OTHER), OpenSummary(
+                overflow.setdefault(server, []).append(summary)
+        for server, rest in sorted(overflow.items()):
+            yield (server.layer, server.address, OTHER, OTHER), OpenSummary(
                 sum(s.stale for s in rest), max(s.stale_age for s in rest),
                 sum(s.missing for s in rest), max(s.missing_age for s in rest))
 
     def collect(self) -> Iterator[Metric]:
         snap = self.snapshot
-        labels = ["layer", "namespace", "service"]
+        labels = ["layer", "server", "namespace", "service"]
         stale = GaugeMetricFamily("dns_staleness_stale_records",
                                   "Records served now that are not in the truth.", labels=labels)
         age = GaugeMetricFamily("dns_staleness_stale_record_age_seconds",
@@ -207,8 +242,10 @@ class Metrics(Collector):
                 labels=["namespace", "service"])
             service.add_metric([namespace, name], 1 if found else 0)
             yield service
-        info = GaugeMetricFamily("dns_staleness_build_info", "Always 1; the agent's version.",
-                                 labels=["version"])
-        info.add_metric([__version__], 1)
+        info = GaugeMetricFamily(
+            "dns_staleness_build_info",
+            "Always 1; the agent's version, its source revision and the Python it runs on.",
+            labels=["version", "revision", "pythonversion"])
+        info.add_metric([__version__, REVISION, platform.python_version()], 1)
         yield info
 

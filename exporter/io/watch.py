@@ -121,12 +121,21 @@ class KubeApi:
         self.access, self.session = access, session
         self.ssl = access.ssl_context()
 
-    def _headers(self) -> dict[str, str]:
-        token = self.access.bearer()
+    async def _options(self) -> dict[str, Any]:
+        """Per-request options; the credential comes from a thread when it may run an exec
+        plugin, which can take a second (a cloud CLI)."""
+        access = self.access
+        value = await asyncio.to_thread(access.authorization) if access.refreshes \
+            else access.authorization()
         headers = {"Accept": "application/json"}
-        if token:
-            headers["Authorization"] = f"Bearer {token}"
-        return headers
+        if value:
+            headers["Authorization"] = value
+        options: dict[str, Any] = {"headers": headers, "ssl": self.ssl}
+        if access.proxy:
+            options["proxy"] = access.proxy
+        if access.tls_server_name:
+            options["server_hostname"] = access.tls_server_name
+        return options
 
     async def _check(self, resp: aiohttp.ClientResponse) -> None:
         if resp.status < 400:
@@ -140,7 +149,7 @@ class KubeApi:
 
     async def get(self, path: str, params: Mapping[str, str]) -> Any:
         url = f"{self.access.server}{path}?{urlencode(params)}"
-        async with self.session.get(url, headers=self._headers(), ssl=self.ssl) as resp:
+        async with self.session.get(url, **await self._options()) as resp:
             await self._check(resp)
             return await resp.json(content_type=None)
 
@@ -150,8 +159,7 @@ class KubeApi:
         `silence` seconds without a byte means the connection died without closing."""
         url = f"{self.access.server}{path}?{urlencode(params)}"
         timeout = aiohttp.ClientTimeout(total=None, sock_read=silence)
-        async with self.session.get(url, headers=self._headers(), ssl=self.ssl,
-                                    timeout=timeout) as resp:
+        async with self.session.get(url, timeout=timeout, **await self._options()) as resp:
             await self._check(resp)
             buffer = b""
             async for chunk in resp.content.iter_any():

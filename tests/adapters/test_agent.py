@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import platform
 import signal
 import socket
 import subprocess
@@ -17,6 +18,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
+from exporter import REVISION
 from exporter.agent import Agent
 from exporter.core.events import Kind, ObjectEvent, SourceEvent, Synced
 from exporter.core.layers import Discovery
@@ -166,7 +168,11 @@ async def test_metrics_text_and_openmetrics_and_probes() -> None:
     assert samples[("dns_staleness_layer_up", (("layer", "coredns"), ("server", ref.address)))] == 1
     assert samples[("dns_staleness_targets", ())] == 1
     assert samples[("dns_staleness_record_ttl_seconds", (("layer", "coredns"),))] == 5
-    assert samples[("dns_staleness_build_info", (("version", "0.1.0"),))] == 1
+    assert samples[("dns_staleness_build_info", (
+        ("pythonversion", platform.python_version()), ("revision", REVISION),
+        ("version", "0.1.0")))] == 1
+    assert REVISION != "unknown"  # this checkout's HEAD
+    assert samples[("process_resident_memory_bytes", ())] > 0
     assert samples[("dns_staleness_watch_events_total",
                     (("kind", "EndpointSlice"), ("type", "MODIFIED")))] >= 2
     for le in ("0.05", "60.0"):

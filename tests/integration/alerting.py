@@ -41,9 +41,10 @@ class Prometheus(ManagedProcess):
 
     def __init__(self, binary: Path, workdir: Path, *, targets: Mapping[str, str],
                  rules: Mapping[str, Any], alertmanager: str, job: str,
-                 cluster: str) -> None:
+                 cluster: str, features: Sequence[str] = ()) -> None:
         super().__init__("prometheus", workdir)
         self.binary = binary
+        self.features = features
         self.port = free_port(LOCAL)
         self.rules = rules
         # The agent does not export `node`: the scrape job adds it, as the chart's monitors do.
@@ -77,7 +78,8 @@ class Prometheus(ManagedProcess):
                 f"--storage.tsdb.path={self.workdir / 'data'}",
                 f"--web.listen-address={LOCAL}:{self.port}",
                 # Alerts reach Alertmanager on the evaluation that changes them (default 1m).
-                "--rules.alert.resend-delay=1s"]
+                "--rules.alert.resend-delay=1s",
+                *(f"--enable-feature={feature}" for feature in self.features)]
 
     def is_ready(self) -> bool:
         return http_request(f"{self.url}/-/ready", timeout=1)[0] == 200

@@ -300,7 +300,8 @@ def test_agent_runs_with_only_the_charts_grants(
     config = tmp_path / "config.yaml"
     config.write_text(cm["data"]["config.yaml"])
     args = [a.replace("/etc/dns-staleness-exporter/config.yaml", str(config))
-            for a in container["args"] if a != "run" and not a.startswith("--listen=")]
+            for a in container["args"]
+            if a != "run" and not a.startswith("--web.listen-address=")]
     assert [a.split("=")[0] for a in args] == ["--config"]
     kubeconfig = apiserver.write_kubeconfig(tmp_path / "agent.kubeconfig", token=token, user=sa)
     # The downward API's spec.nodeName, as the flag (the pod sets it through the environment).

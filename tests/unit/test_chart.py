@@ -225,7 +225,7 @@ def test_daemonset_runs_the_agent_with_probes_and_node_name() -> None:
     spec = ds["spec"]["template"]["spec"]
     (container,) = spec["containers"]
     assert container["args"] == ["run", "--config=/etc/dns-staleness-exporter/config.yaml",
-                                 "--listen=0.0.0.0:9897"]
+                                 "--web.listen-address=0.0.0.0:9897"]
     assert container["image"] == f"dns-staleness-exporter:{__version__}"
     assert container["env"] == [{"name": "DNS_STALENESS_NODE_NAME", "valueFrom": {
         "fieldRef": {"fieldPath": "spec.nodeName"}}}]
@@ -373,7 +373,7 @@ def test_extras() -> None:
     assert spec["priorityClassName"] == "system-node-critical"
     assert spec["containers"][0]["image"].startswith(
         "registry.example.invalid/dns-staleness-exporter@sha256:")
-    assert spec["containers"][0]["args"][-1] == "--listen=[::]:9897"
+    assert spec["containers"][0]["args"][-1] == "--web.listen-address=[::]:9897"
     policy = one(objects, "NetworkPolicy")["spec"]
     assert policy["policyTypes"] == ["Ingress", "Egress"]
     assert policy["ingress"][0]["ports"] == [{"port": "http-metrics", "protocol": "TCP"}]

@@ -68,4 +68,5 @@ def test_a_busy_listen_address_names_the_address(busy_port: int,
     assert main(["demo", "--listen", f"127.0.0.1:{busy_port}", "--duration", "1"]) == 2
     assert capsys.readouterr().err == (
         f"dns-staleness-exporter: error: cannot listen on 127.0.0.1:{busy_port}: Address "
-        "already in use; pass another --listen, e.g. 127.0.0.1:0 for a free port\n")
+        "already in use; pass another --web.listen-address, e.g. 127.0.0.1:0 for a free "
+        "port\n")

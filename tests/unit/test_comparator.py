@@ -40,10 +40,10 @@ def test_stale_window_closes_at_first_absent_probe(comparator: Comparator) -> No
     probe(comparator, 1.0, {"1.1.1.1", "1.1.1.2"})
     comparator.update(Update(T, answers(svc=frozenset({"1.1.1.1"})), Stamp(2.0, 1.5)))
     assert probe(comparator, 3.0, {"1.1.1.1", "1.1.1.2"}) == []
-    assert comparator.open_windows(4.0)[(T, "node-local")].stale_age == 2.0
+    assert comparator.open_windows(4.0)[(T, S)].stale_age == 2.0
     assert probe(comparator, 7.25, {"1.1.1.1"}) == [(STALE, "watch", 5.25),
                                                       (STALE, "trigger", 5.75)]
-    assert (T, "node-local") not in comparator.open_windows(8.0)
+    assert (T, S) not in comparator.open_windows(8.0)
 
 
 def test_resolution_is_the_gap_between_last_seen_and_first_absent(
@@ -60,7 +60,7 @@ def test_statefulset_pod_recreated_with_new_ip_is_stale_and_missing(
     probe(comparator, 1.0, {"1.1.1.2"}, POD)
     comparator.update(Update(T, answers(svc=frozenset({"1.1.1.1", "1.1.1.9"}),
                                         pod=frozenset({"1.1.1.9"})), Stamp(2.0)))
-    summary = comparator.open_windows(2.5)[(T, "node-local")]
+    summary = comparator.open_windows(2.5)[(T, S)]
     assert (summary.stale, summary.missing) == (1, 2)
     assert probe(comparator, 4.0, {"1.1.1.9"}, POD) == [(STALE, "watch", 2.0),
                                                       (PROPAGATION, "watch", 2.0)]
@@ -103,7 +103,7 @@ def test_value_served_again_after_removal_is_attributed_to_the_removal(
     # S2 was never probed before the removal; a replica that still serves the old IP later
     # is stale because of that removal.
     probe(comparator, 3.0, {"1.1.1.1", "1.1.1.2"}, server=S2)
-    assert comparator.open_windows(4.0)[(T, "coredns")].stale_age == 2.0
+    assert comparator.open_windows(4.0)[(T, S2)].stale_age == 2.0
     assert probe(comparator, 5.0, {"1.1.1.1"}, server=S2) == [(STALE, "watch", 3.0)]
 
 
@@ -122,7 +122,7 @@ def test_startup_state_shows_in_gauges_but_never_as_samples() -> None:
     c.update(Update(T, {Q: frozenset({"1.1.1.1"})}, Stamp(0.0)))
     assert probe(c, 1.0, {"9.9.9.9"}) == []
     c.mark_synced()
-    summary = c.open_windows(11.0)[(T, "node-local")]
+    summary = c.open_windows(11.0)[(T, S)]
     assert (summary.stale, summary.stale_age, summary.missing) == (1, 10.0, 1)
     assert probe(c, 12.0, {"1.1.1.1"}) == []
     assert c.open_windows(12.0) == {}
@@ -167,13 +167,13 @@ def test_retired_names_are_probed_until_settled_then_forgotten() -> None:
 def test_target_removed_makes_every_record_stale(comparator: Comparator) -> None:
     probe(comparator, 1.0, {"1.1.1.1", "1.1.1.2"})
     comparator.update(Update(T, None, Stamp(2.0)))
-    assert comparator.open_windows(3.0)[(T, "node-local")].stale == 2
+    assert comparator.open_windows(3.0)[(T, S)].stale == 2
 
 
 def test_changes_learned_by_a_relist_never_become_samples(comparator: Comparator) -> None:
     probe(comparator, 1.0, {"1.1.1.1", "1.1.1.2"})
     comparator.update(Update(T, answers(svc=frozenset({"1.1.1.1"})), Stamp(2.0), gap=True))
-    assert comparator.open_windows(3.0)[(T, "node-local")].stale == 1
+    assert comparator.open_windows(3.0)[(T, S)].stale == 1
     assert probe(comparator, 4.0, {"1.1.1.1"}) == []
 
 
@@ -183,10 +183,10 @@ def test_a_server_that_is_down_shows_no_windows_and_measures_no_outage(
     comparator.failed(Q, S, 1.5)
     comparator.update(Update(T, answers(svc=frozenset({"1.1.1.1", "1.1.1.2", "1.1.1.3"})),
                              Stamp(2.0)))
-    assert (T, "node-local") not in comparator.open_windows(3.0)
+    assert (T, S) not in comparator.open_windows(3.0)
     # Back after 20 s, already serving the new record: the window would be the outage.
     assert probe(comparator, 22.0, {"1.1.1.1", "1.1.1.2", "1.1.1.3"}) == []
-    assert (T, "node-local") not in comparator.open_windows(23.0)
+    assert (T, S) not in comparator.open_windows(23.0)
 
 
 def test_an_add_while_down_keeps_its_attribution(comparator: Comparator) -> None:
@@ -239,7 +239,7 @@ def test_behind_a_balancer_a_removal_gives_one_window_ending_at_the_last_sightin
     assert (window.kind, window.seconds, round(window.resolution, 6)) == (STALE, 21.0, 19.9)
     # A replica seen later with the record shows as stale, but gives no second sample.
     probe(c, 30.0, {"1.1.1.1", "1.1.1.2"}, server=S2)
-    assert c.open_windows(30.5)[(T, "coredns")].stale == 1
+    assert c.open_windows(30.5)[(T, S2)].stale == 1
     assert [probe(c, 31.0 + i / 10, {"1.1.1.1"}, server=S2) for i in range(3)] == [[], [], []]
 
 

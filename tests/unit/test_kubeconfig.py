@@ -81,7 +81,7 @@ def test_token(tmp_path: Path) -> None:
     path = write(tmp_path / "kc", config())
     access = from_kubeconfig(path)
     assert access.server == SERVER  # no trailing slash
-    assert access.token == "abc" and access.bearer() == "abc"
+    assert access.authorization() == "Bearer abc"
     assert access.token_file is None and access.ca_file is None
     assert access.cert_file is None and access.key_file is None
     assert not access.insecure and access.source == path
@@ -90,7 +90,7 @@ def test_token(tmp_path: Path) -> None:
 def test_json_kubeconfig_is_yaml_too(tmp_path: Path) -> None:
     path = tmp_path / "kc.json"
     path.write_text(json.dumps(config()))
-    assert from_kubeconfig(str(path)).bearer() == "abc"
+    assert from_kubeconfig(str(path)).authorization() == "Bearer abc"
 
 
 def test_token_file_is_relative_to_the_kubeconfig_and_read_on_every_request(
@@ -103,19 +103,19 @@ def test_token_file_is_relative_to_the_kubeconfig_and_read_on_every_request(
     monkeypatch.chdir(tmp_path)  # relative to the kubeconfig, not to the working directory
     access = from_kubeconfig(path)
     assert access.token_file == str(token.resolve())
-    assert access.bearer() == "first"
+    assert access.authorization() == "Bearer first"
     token.write_text("second")  # rotated by the kubelet
-    assert access.bearer() == "second"
+    assert access.authorization() == "Bearer second"
     token.unlink()
     with pytest.raises(KubeconfigError, match="cannot read token file .*token"):
-        access.bearer()
+        access.authorization()
 
 
 def test_absolute_token_file(tmp_path: Path) -> None:
     token = tmp_path / "abs-token"
     token.write_text("t")
     path = write(tmp_path / "sub" / "kc", config(user={"tokenFile": str(token)}))
-    assert from_kubeconfig(path).bearer() == "t"
+    assert from_kubeconfig(path).authorization() == "Bearer t"
 
 
 def test_missing_token_file(tmp_path: Path) -> None:
@@ -165,7 +165,8 @@ def test_explicit_context_and_user_less_context(tmp_path: Path) -> None:
     doc["contexts"].append({"name": "anon", "context": {"cluster": "other"}})
     path = write(tmp_path / "kc", doc)
     access = from_kubeconfig(path, "anon")
-    assert access.server == "https://10.0.0.1" and access.bearer() is None
+    assert access.server == "https://10.0.0.1" and access.authorization() is None
+    assert not access.has_credential and access.context == "anon"
 
 
 # -- one line naming the field -------------------------------------------------------------
@@ -179,9 +180,11 @@ def test_explicit_context_and_user_less_context(tmp_path: Path) -> None:
     (config(context={"cluster": "c", "user": "gone"}), ["no user named 'gone'", "`users`"]),
     (config(cluster={"insecure-skip-tls-verify": True}), ["cluster 'c' has no `server` URL"]),
     (config(cluster={"server": "10.0.0.1:6443"}), ["has no `server` URL"]),
-    (config(user={"exec": {"command": "aws", "args": ["eks", "get-token"]}}),
-     ["user 'u' uses exec or auth-provider", "token or a client certificate"]),
-    (config(user={"auth-provider": {"name": "oidc"}}), ["exec or auth-provider"]),
+    (config(user={"exec": {"apiVersion": "client.authentication.k8s.io/v1",
+                           "command": "/nonexistent/aws", "args": ["eks", "get-token"]}}),
+     ["context 'ctx': user 'u': exec plugin '/nonexistent/aws'", "No such file"]),
+    (config(cluster={"server": SERVER, "proxy-url": "socks5://127.0.0.1:1080"}),
+     ["`proxy-url` 'socks5://127.0.0.1:1080' is not an http:// or https:// proxy"]),
     (config(cluster={"server": SERVER, "certificate-authority-data": "%%% not base64"}),
      ["`certificate-authority-data` is not valid base64"]),
     (config(user={"client-key-data": "a b c"}), ["`client-key-data` is not valid base64"]),
@@ -243,7 +246,8 @@ def test_in_cluster(tmp_path: Path) -> None:
     assert access is not None
     assert access.server == "https://10.96.0.1:443"
     assert access.ca_file == str(root / "ca.crt")
-    assert access.token_file == str(root / "token") and access.bearer() == "projected-token"
+    assert access.token_file == str(root / "token")
+    assert access.authorization() == "Bearer projected-token"
     assert access.source == "in-cluster" and not access.insecure
 
 
@@ -283,29 +287,29 @@ def test_flag_wins_over_in_cluster_and_env(tmp_path: Path, fake_service_account:
     flag = write(tmp_path / "flag", config(user={"token": "from-flag"}))
     env = write(tmp_path / "env", config(user={"token": "from-env"}))
     access = discover(flag, {**IN_CLUSTER, "KUBECONFIG": env})
-    assert access.bearer() == "from-flag" and access.source == flag
+    assert access.authorization() == "Bearer from-flag" and access.source == flag
 
 
 def test_in_cluster_wins_over_kubeconfig_env(tmp_path: Path,
                                              fake_service_account: Path) -> None:
     env = write(tmp_path / "env", config(user={"token": "from-env"}))
     access = discover("", {**IN_CLUSTER, "KUBECONFIG": env})
-    assert access.source == "in-cluster" and access.bearer() == "projected-token"
+    assert access.source == "in-cluster" and access.authorization() == "Bearer projected-token"
 
 
 def test_kubeconfig_env_first_entry(tmp_path: Path, fake_service_account: Path) -> None:
     first = write(tmp_path / "first", config(user={"token": "first"}))
     second = write(tmp_path / "second", config(user={"token": "second"}))
     access = discover("", {"KUBECONFIG": os.pathsep.join([first, second])})
-    assert access.bearer() == "first"
+    assert access.authorization() == "Bearer first"
 
 
 def test_home_kubeconfig_last(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                               fake_service_account: Path) -> None:
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     write(tmp_path / "home" / ".kube" / "config", config(user={"token": "home"}))
-    assert discover("", {"KUBECONFIG": ""}).bearer() == "home"
-    assert discover("", {}).bearer() == "home"
+    assert discover("", {"KUBECONFIG": ""}).authorization() == "Bearer home"
+    assert discover("", {}).authorization() == "Bearer home"
 
 
 def test_nothing_found(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
@@ -375,3 +379,49 @@ def test_cli_bad_kubeconfig_one_line_exit_2(tmp_path: Path) -> None:
         assert lines[0].startswith("dns-staleness-exporter: error: kubeconfig: "), lines[0]
         assert expected in lines[0], lines[0]
         assert proc.stdout == ""
+
+
+# -- kubeconfigs as people have them ------------------------------------------------------
+
+def test_a_kubeconfig_list_merges_as_kubectl_does(tmp_path: Path) -> None:
+    """The first file that names an entry wins; entries of later files fill in the rest."""
+    first = write(tmp_path / "a", config(user={"token": "from-a"}))
+    doc = config(current="other", user={"token": "from-b"})
+    doc["clusters"] = [{"name": "c2", "cluster": {"server": "https://10.0.0.2"}}]
+    doc["contexts"] = [{"name": "other", "context": {"cluster": "c2", "user": "u"}}]
+    second = write(tmp_path / "b", doc)
+    merged = discover("", {"KUBECONFIG": os.pathsep.join([first, str(tmp_path / "gone"),
+                                                           second])})
+    assert merged.server == SERVER and merged.authorization() == "Bearer from-a"
+    other = discover("", {"KUBECONFIG": os.pathsep.join([first, second])}, context="other")
+    assert other.server == "https://10.0.0.2" and other.authorization() == "Bearer from-a"
+    assert other.context == "other" and other.source == os.pathsep.join([first, second])
+    message = error(os.pathsep.join([first, second]), "nope")
+    assert "no context named 'nope'" in message
+
+
+def test_exec_plugin_gives_the_token(tmp_path: Path) -> None:
+    plugin = tmp_path / "plugin.py"
+    plugin.write_text("import json\nprint(json.dumps({'apiVersion': "
+                      "'client.authentication.k8s.io/v1', 'kind': 'ExecCredential', "
+                      "'status': {'token': 'from-plugin'}}))\n")
+    path = write(tmp_path / "kc", config(user={"exec": {
+        "apiVersion": "client.authentication.k8s.io/v1", "command": sys.executable,
+        "args": [str(plugin)]}}))
+    access = from_kubeconfig(path)
+    assert access.refreshes and access.has_credential
+    assert access.authorization() == "Bearer from-plugin"
+    plugin.write_text("import sys\nsys.exit('no credential for you')\n")
+    message = error(path)
+    assert "exec plugin" in message and "no credential for you" in message
+
+
+def test_basic_auth_and_proxy(tmp_path: Path) -> None:
+    path = write(tmp_path / "kc", config(
+        cluster={"server": SERVER, "proxy-url": "http://proxy.internal:3128",
+                 "tls-server-name": "kubernetes"},
+        user={"username": "admin", "password": "secret"}))
+    access = from_kubeconfig(path)
+    assert access.authorization() == "Basic " + b64(b"admin:secret")
+    assert access.proxy == "http://proxy.internal:3128"
+    assert access.tls_server_name == "kubernetes"

@@ -18,11 +18,11 @@ BAD_FLAGS = [
     (["demo", "--probe-budget-qps", "nan"], "must be a finite number"),
     (["demo", "--probe-burst", "2.5"], "probe_burst (--probe-burst): must be a whole number"),
     (["demo", "--probe-burst", "900"], "must not exceed probe_budget_qps"),
-    (["demo", "--listen", "localhost"], "listen (--listen): must be HOST:PORT"),
+    (["demo", "--listen", "localhost"], "listen (--web.listen-address): must be HOST:PORT"),
     (["demo", "--listen", "127.0.0.1:99999"], "port from 0 to 65535"),
     (["demo", "--duration", "-3"], "duration (--duration): must be between 1 and 86400"),
     (["demo", "--fast-interval", "0"], "fast_interval (--fast-interval)"),
-    (["demo", "--log-level", "loud"], "log_level (--log-level): must be one of"),
+    (["demo", "--log-level", "loud"], "log_level (--log.level): must be one of"),
     (["demo", "--zone", ".."], "zone (--zone): must be a DNS name"),
     (["run", "--label-selector", "a=b=c"], "label_selector (--label-selector): cannot parse"),
     (["run", "--layers", "node-local,bogus"], "unknown layer 'bogus'"),
@@ -34,7 +34,7 @@ BAD_FLAGS = [
      "endpoint_pod_names (--endpoint-pod-names): must be true or false, got 'maybe'"),
     (["run", "--max-targets", "0"], "max_targets (--max-targets): must be a whole number >= 1"),
     (["demo", "--no-such-flag"], "unrecognized arguments: --no-such-flag"),
-    (["demo", "--listen"], "argument --listen: expected one argument"),
+    (["demo", "--listen"], "argument --web.listen-address/--listen: expected one argument"),
     (["frobnicate"], "invalid choice: 'frobnicate'"),
 ]
 
