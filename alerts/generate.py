@@ -162,7 +162,7 @@ ALERTS: tuple[Alert, ...] = (
         "DNSStalenessRecordStaleBeyondTTL",
         "max by (cluster, node, namespace, service, layer) (\n"
         "  dns_staleness_stale_record_age_seconds\n"
-        "  > ignoring (namespace, service) group_left ()\n"
+        "  > ignoring (namespace, service, server) group_left ()\n"
         "  (dns_staleness_record_ttl_seconds + @{stale_slack_seconds})\n"
         ")",
         "stale_for", "critical",

@@ -79,6 +79,9 @@ class Query:
     legend: str = ""
     instant: bool = False
     heatmap: bool = False
+    exemplars: bool = False
+    """Show the exemplars Prometheus stored (--enable-feature=exemplar-storage): each names
+    the namespace, service and record of a window in that bucket."""
 
 
 def _targets(queries: Sequence[Query]) -> list[Builder[Dataquery]]:
@@ -91,6 +94,8 @@ def _targets(queries: Sequence[Query]) -> list[Builder[Dataquery]]:
             target = target.instant().format(PromQueryFormat.TABLE)
         elif q.heatmap:
             target = target.format(PromQueryFormat.HEATMAP)
+        if q.exemplars:
+            target = target.exemplar(True)
         out.append(target)
     return out
 
@@ -116,7 +121,8 @@ def buckets(title: str, description: str, metric: str) -> heatmap.Panel:
     expr = (f'sum by (le) (rate({metric}_bucket{{{LAYER}, reference="$reference"}}'
             "[$__rate_interval]))")
     return (heatmap.Panel().title(title).description(description).unit("s")
-            .datasource(DATASOURCE).targets(_targets([Query(expr, "{{le}}", heatmap=True)]))
+            .datasource(DATASOURCE)
+            .targets(_targets([Query(expr, "{{le}}", heatmap=True, exemplars=True)]))
             .calculate(False).y_axis(heatmap.YAxisConfig().unit("s"))
             .cell_values(heatmap.CellValues().unit("short"))
             .repeat("layer").repeat_direction("h").height(8).span(12))
@@ -141,7 +147,7 @@ def grid(title: str, description: str, unit: str, queries: Sequence[Query],
 def quantiles(metric: str, what: str, selector: str = LAYER) -> list[Query]:
     return [Query(f"histogram_quantile({q}, sum by (layer, le) (rate({metric}_bucket"
                   f'{{{selector}, reference="$reference"}}[$__rate_interval])))',
-                  f"p{int(q * 100)} {{{{layer}}}} {what}")
+                  f"p{int(q * 100)} {{{{layer}}}} {what}", exemplars=True)
             for q in (0.5, 0.99)]
 
 
@@ -450,13 +456,15 @@ def service() -> dashboard.Dashboard:
                   "missing {{layer}}")))
         .with_panel(grid(
             "Nodes with open windows now",
-            "Per node and layer at the end of the range: stale records, the oldest stale "
-            "age, and missing records. One node alone points at its node-local cache; every "
-            "node at once points at the cluster DNS.", "short",
-            [Query(f"max by (node, layer) (dns_staleness_stale_records{{{ONE}}})", instant=True),
-             Query(f"max by (node, layer) (dns_staleness_stale_record_age_seconds{{{ONE}}})",
+            "Per node, layer and server at the end of the range: stale records, the oldest "
+            "stale age, and missing records. One node alone points at its node-local cache; "
+            "every node at once points at the cluster DNS; one CoreDNS server of several "
+            "points at that replica.", "short",
+            [Query(f"max by (node, layer, server) (dns_staleness_stale_records{{{ONE}}})",
                    instant=True),
-             Query(f"max by (node, layer) (dns_staleness_missing_records{{{ONE}}})",
+             Query("max by (node, layer, server) "
+                   f"(dns_staleness_stale_record_age_seconds{{{ONE}}})", instant=True),
+             Query(f"max by (node, layer, server) (dns_staleness_missing_records{{{ONE}}})",
                    instant=True)],
             {"Value #A": ("stale records", "short"), "Value #B": ("oldest stale age", "s"),
              "Value #C": ("missing records", "short")}, width=12))

@@ -97,10 +97,12 @@ class Agent:
         self._past: set[tuple[str, ServerRef, Question, str]] = set()
         self._dropped: set[Target] = set()
         self._misconfigured: dict[Target, frozenset[str]] = {}
-        self._say = {what: Throttle(log, what, clock) for what in (
-            "windows closed", "windows past their layer's bound",
-            "windows closed past their layer's bound",
-            "targets dropped by the cap", "misconfigurations")}
+        # Closed windows come six to a deleted pod (A and SRV, Service and pod names, two
+        # layers): a minute's worth of small scale-downs passes, a rollout does not.
+        self._say = {"windows closed": Throttle(log, "windows closed", clock, burst=60)} | {
+            what: Throttle(log, what, clock) for what in (
+                "windows past their layer's bound", "windows closed past their layer's bound",
+                "targets dropped by the cap", "misconfigurations")}
 
     def ingest(self, event: SourceEvent) -> None:
         now = self.clock()

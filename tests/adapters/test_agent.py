@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import platform
 import signal
 import socket
@@ -279,3 +280,54 @@ async def test_a_budget_too_small_for_the_sweep_is_logged_once_with_the_arithmet
                       "pairs need 16.7 qps for steady sweeps at 50% of the budget, which is "
                       "4 qps; a sweep takes about 125s (raise probe_budget_qps, or narrow "
                       "namespaces)"]
+
+
+async def test_info_logs_say_what_an_operator_needs(caplog: pytest.LogCaptureFixture) -> None:
+    """A layer frozen at the start keeps a removed record past its bound (said once, when
+    it crosses), a Service over the cap is named, a misconfiguration is said as it appears;
+    windows that close say so with their facts."""
+    cluster = Cluster()
+    frozen = LabCluster(ZONE, lambda k, t, o: None)
+    for lab in (cluster.lab, frozen):
+        lab.add_service("ns", "web")
+        for i in range(2):
+            lab.set_pod("ns", "web", LabPod(f"web-{i}", f"10.1.0.{i}", hostname=f"web-{i}"))
+    cluster.queue.put_nowait(Synced())
+    live = LabDnsServer(KubernetesBackend(cluster.lab, ttl=1), ZONE)
+    stuck = LabDnsServer(KubernetesBackend(frozen, ttl=1), ZONE)
+    refs = [ServerRef("coredns", await live.start("127.0.30.6")),
+            ServerRef("stuck", await stuck.start("127.0.30.7"))]
+    agent = Agent(load("run", {"max_targets": "2", "sweep_interval": "1",
+                               "probe_budget_qps": "200"}, {}, None),
+                  refs, Metrics(CollectorRegistry()))
+    stop = asyncio.Event()
+    caplog.set_level(logging.INFO, logger="exporter.agent")
+    task = asyncio.create_task(agent.run(cluster.events(), stop))
+    await asyncio.wait_for(agent.synced.wait(), 5)
+    await asyncio.sleep(1.5)  # both layers have served their TTL
+    cluster.lab.delete_pod("ns", "web", "web-1")
+    cluster.lab.add_service("ns", "portless", ports=(("", 80, "TCP"),))
+    cluster.lab.set_pod("ns", "portless", LabPod("p-0", "10.2.0.1"))
+    cluster.lab.add_service("ns", "over")
+    await asyncio.sleep(8.5)  # the stuck layer's bound is its TTL of 1 s plus 5 s
+    stop.set()
+    await task
+    live.close()
+    stuck.close()
+    said = [(r.getMessage(), getattr(r, "kv", {})) for r in caplog.records
+            if r.name == "exporter.agent" and r.levelno == logging.INFO]
+    closed = [kv for msg, kv in said if msg == "stale window closed"]
+    assert any(kv["layer"] == "coredns" and kv["value"] == "10.1.0.1" and kv["bound"] == 6.0
+               and kv["seconds"] <= 1.5 for kv in closed), said
+    past = [kv for msg, kv in said if msg == "stale window open past the layer's bound"]
+    assert {(kv["layer"], kv["name"], kv["value"]) for kv in past} >= {
+        ("stuck", "web.ns.svc.cluster.local.", "10.1.0.1")}, said
+    assert len(past) == len({(kv["layer"], kv["name"], kv["type"], kv["value"]) for kv in past})
+    assert all(kv["age"] > kv["bound"] == 6.0 and kv["caused_by_truth"] for kv in past)
+    dropped = [kv for msg, kv in said if msg == "target dropped by the cap (max_targets)"]
+    assert [(kv["namespace"], kv["service"]) for kv in dropped] == [("ns", "over")], said
+    misconfigured = [kv for msg, kv in said if msg.startswith("Service misconfigured")]
+    assert [(kv["service"], kv["reason"]) for kv in misconfigured] == [
+        ("portless", "no_named_ports")], said
+    [sync] = [kv for msg, kv in said if msg == "initial sync done"]
+    assert sync["objects"] > 0 and (sync["targets"], sync["dropped"]) == (1, 0)

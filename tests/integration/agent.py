@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import subprocess
 import sys
@@ -11,6 +12,7 @@ import time
 import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +34,33 @@ WINDOW = re.compile(
     r"window kind=(?P<kind>\S+) layer=(?P<layer>\S+) server=\S+ name=(?P<name>\S+) "
     r"type=(?P<type>\S+) value=(?P<value>\S+) reference=(?P<reference>\S+) "
     r"seconds=(?P<seconds>[\d.]+) resolution=(?P<resolution>[\d.]+)")
+
+LOGFMT_PAIR = re.compile(r'(\w+)=("(?:[^"\\]|\\.)*"|\S*)')
+
+
+@dataclass(frozen=True)
+class LogLine:
+    """One logfmt line of the agent: its wall time, level, logger, message and fields."""
+
+    wall: float
+    level: str
+    logger: str
+    msg: str
+    fields: dict[str, str]
+
+
+def log_lines(text: str) -> list[LogLine]:
+    out = []
+    for line in text.splitlines():
+        pairs = {k: json.loads(v) if v.startswith('"') else v
+                 for k, v in LOGFMT_PAIR.findall(line)}
+        if "ts" not in pairs or "msg" not in pairs:
+            continue  # another process's output
+        out.append(LogLine(datetime.fromisoformat(pairs.pop("ts")).timestamp(),
+                           pairs.pop("level", ""), pairs.pop("logger", ""), pairs.pop("msg"),
+                           pairs))
+    return out
+
 
 SCENARIOS: list[tuple[str, str, str, str, str]] = []
 """Rows for the terminal summary: scenario, layer, configured bound, checker, agent."""
@@ -119,6 +148,9 @@ class AgentProcess:
 
     def metrics(self) -> str:
         return self.get("/metrics")[1]
+
+    def log_lines(self) -> list[LogLine]:
+        return log_lines(self.log_path.read_text(errors="replace"))
 
     def tail(self, lines: int = 40) -> str:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])

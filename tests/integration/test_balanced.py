@@ -7,7 +7,6 @@ the fresh replica answered and another when the cached one did."""
 from __future__ import annotations
 
 import time
-from datetime import datetime
 from pathlib import Path
 
 import dns.message
@@ -31,11 +30,9 @@ def ttl(server: CoreDNS, name: str) -> int:
 
 def received(agent: AgentProcess, target: str, after: float) -> float | None:
     """Wall time of the agent's first log of a truth change of `target` after `after`."""
-    for line in agent.log_path.read_text(errors="replace").splitlines():
-        if f"truth of {target} changed" in line:
-            stamp = datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f").timestamp()
-            if stamp >= after - 0.001:
-                return stamp
+    for line in agent.log_lines():
+        if line.msg.startswith(f"truth of {target} changed") and line.wall >= after - 0.001:
+            return line.wall
     return None
 
 

@@ -7,6 +7,7 @@ DNS configuration implies."""
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -144,6 +145,7 @@ def test_scale_down_stale_ip_measured_per_layer(lab: Lab) -> None:
     checker = Checker(lab.servers, [(fqdn("web"), "A")], CHECKER).start()
     time.sleep(6)  # both caches hold a fresh answer with the pod in it
     since = len(lab.agent.windows())
+    log_from = lab.agent.log_path.stat().st_size
     t0 = time.monotonic()
     lab.kube.delete_pod(NS, "web-2", grace_seconds=0)
     try:
@@ -154,6 +156,16 @@ def test_scale_down_stale_ip_measured_per_layer(lab: Lab) -> None:
     # node-local re-caches what the cluster cache still held: never shorter.
     assert rows["node-local"][1] >= rows["coredns"][1] - SLACK
     lab.converged()
+    # At info level the log says each window with its facts, in one line.
+    with lab.agent.log_path.open() as log:
+        log.seek(log_from)
+        info = [line for line in log.read().splitlines() if " level=info " in line]
+    print("\ninfo-level log of the scale-down:\n" + "\n".join(info))
+    for layer, (_, seconds) in rows.items():
+        said = [float(re.findall(r" seconds=([\d.]+)", line)[0]) for line in info
+                if 'msg="stale window closed"' in line and f"layer={layer} " in line
+                and f"value={ips[2]} " in line and f"name={fqdn('web')} " in line]
+        assert any(abs(value - seconds) < 0.001 for value in said), (layer, info)
 
 
 def test_statefulset_pod_recreated_with_new_ip(lab: Lab) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -19,6 +20,7 @@ from tests.rig import KubeApiServer, KubeClient
 from tests.rig.kube import KubeApiError
 
 pytestmark = pytest.mark.rig
+ROOT = Path(__file__).resolve().parents[2]
 
 READ = [{"apiGroups": ["", "discovery.k8s.io"],
          "resources": ["services", "endpoints", "endpointslices", "namespaces"],
@@ -143,3 +145,21 @@ def test_a_merged_kubeconfig_list_and_context(kube: KubeClient, apiserver: KubeA
              "the Service through the merged kubeconfig", agent)
     finally:
         agent.stop()
+
+
+def test_check_without_a_credential_says_how_to_get_one(apiserver: KubeApiServer,
+                                                       tmp_path: Path) -> None:
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": "anonymous",
+        "clusters": [cluster_entry(apiserver)],
+        "contexts": [{"name": "anonymous", "context": {"cluster": "rig"}}]}))
+    proc = subprocess.run(
+        [sys.executable, "-m", "exporter", "check", "default/web", "--kubeconfig",
+         str(kubeconfig), "--layers", "node-local"],
+        capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.count("\n") == 1 and not proc.stdout, proc.stderr
+    assert "refused an anonymous request" in proc.stderr
+    assert f"{kubeconfig} gives context 'anonymous' no credential" in proc.stderr
+    assert "aws eks update-kubeconfig" in proc.stderr

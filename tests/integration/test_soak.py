@@ -19,7 +19,6 @@ import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -41,9 +40,9 @@ PODS = 3
 """Pod names per Service: alpha-0..2; their per-pod names are what the checker polls."""
 TOLERANCE = 0.2
 LINE = re.compile(
-    r"^(?P<at>\S+ \S+) DEBUG exporter\.agent: window kind=(?P<kind>\S+) layer=(?P<layer>\S+) "
+    r"^window kind=(?P<kind>\S+) layer=(?P<layer>\S+) "
     r"server=\S+ name=(?P<name>\S+) type=A value=(?P<value>\S+) reference=watch "
-    r"seconds=[\d.]+ resolution=(?P<resolution>[\d.]+)$", re.M)
+    r"seconds=[\d.]+ resolution=(?P<resolution>[\d.]+)$")
 
 
 @dataclass
@@ -147,10 +146,11 @@ def agent_windows(agent: AgentProcess, offset: float) -> list[tuple[str, str, st
                                                                     float]]:
     """(kind, layer, name, value, end on the monotonic clock, resolution) of every A window."""
     out = []
-    for m in LINE.finditer(agent.log_path.read_text(errors="replace")):
-        wall = datetime.strptime(m["at"], "%Y-%m-%d %H:%M:%S,%f").timestamp()
-        out.append((m["kind"], m["layer"], m["name"], m["value"], wall - offset,
-                    float(m["resolution"])))
+    for line in agent.log_lines():
+        m = LINE.match(line.msg)
+        if m and line.level == "debug":
+            out.append((m["kind"], m["layer"], m["name"], m["value"], line.wall - offset,
+                        float(m["resolution"])))
     return out
 
 

@@ -452,8 +452,7 @@ async def test_watcher_from_a_compacted_version_gets_410_and_relists(
 
 # -- an API server restart -------------------------------------------------------------------
 
-RETRY = re.compile(r"^(\S+ \S+) WARNING exporter\.io\.watch: watch (?P<what>.+?): "
-                   r".*; (reconnecting|retrying)$", re.M)
+RETRY = re.compile(r"^watch (?P<what>.+?): .*; (reconnecting|retrying)$")
 
 
 def test_api_server_restart_reconnects_with_backoff_and_invents_no_windows(
@@ -495,12 +494,11 @@ def test_api_server_restart_reconnects_with_backoff_and_invents_no_windows(
             "the agent to relist", timeout=40)
         assert total(back, "dns_staleness_watch_restarts_total", reason="gone") == 0
         # Backoff, not a hot loop: each watcher's retries at growing intervals from 0.8 s.
-        log = agent.log_path.read_text()
         retries: dict[str, list[float]] = {}
-        for match in RETRY.finditer(log):
-            stamp = time.mktime(time.strptime(match.group(1)[:19], "%Y-%m-%d %H:%M:%S"))
-            retries.setdefault(match.group("what"), []).append(
-                stamp + int(match.group(1)[20:23]) / 1000)
+        for line in agent.log_lines():
+            match = RETRY.match(line.msg)
+            if match and line.level == "warn" and line.logger == "exporter.io.watch":
+                retries.setdefault(match.group("what"), []).append(line.wall)
         # Headless and mirrored slices, Services, the kube-dns Service and its slices.
         assert len(retries) == 5, list(retries)
         for what, times in retries.items():
@@ -566,8 +564,10 @@ def test_rotated_token_file_is_picked_up_without_a_restart(
                 "the agent to be refused")
             assert agent.get("/readyz")[0] != 200
             log = agent.log_path.read_text()
-            assert (f"ERROR exporter.io.watch: the API server rejected the credentials from "
-                    f"{kubeconfig} (401 Unauthorized") in log, agent.tail()
+            assert any(line.level == "error" and line.logger == "exporter.io.watch"
+                       and line.msg.startswith("the API server rejected the credentials from "
+                                               f"{kubeconfig} (401 Unauthorized")
+                       for line in agent.log_lines()), agent.tail()
             assert "Traceback" not in log
 
             # The kubelet writes the new token the way it updates projected volumes: a new
@@ -619,14 +619,15 @@ def test_rbac_denied_names_the_verb_and_resource(
                 first, "dns_staleness_watch_restarts_total", reason="forbidden"),
                 "the agent to keep retrying")
             log = agent.log_path.read_text()
-            line = next((li for li in log.splitlines()
+            said = next((li for li in agent.log_lines()
                          if "cannot list/watch discovery.k8s.io/endpointslices at cluster "
-                            "scope" in li), None)
-            assert line is not None, agent.tail()
-            assert line.split(" ", 3)[2:3] == ["ERROR"], line
-            assert "RBAC denied" in line and f"system:serviceaccount:{home}:{ident.name}" in line
+                            "scope" in li.msg), None)
+            assert said is not None, agent.tail()
+            assert said.level == "error", said
+            assert "RBAC denied" in said.msg
+            assert f"system:serviceaccount:{home}:{ident.name}" in said.msg
             assert ("the chart's ClusterRole grants get, list and watch on services and "
-                    "discovery.k8s.io/endpointslices") in line
+                    "discovery.k8s.io/endpointslices") in said.msg
             assert "cannot list/watch discovery.k8s.io/endpointslices in namespace kube-system" \
                 in log
             assert "RBAC denied: cannot list/watch services" not in log  # those are granted
