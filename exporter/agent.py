@@ -348,7 +348,8 @@ class Agent:
             sweep_period=self.scheduler.sweep_period, budget_qps=budget.qps,
             budget_burst=budget.burst, budget_used=budget.used(now),
             probes_deferred=self.scheduler.deferred_total, monitored=self.truth.monitored,
-            dropped=self.truth.dropped, dropped_total=self.truth.dropped_total,
+            monitored_total=len(self.truth.monitored), dropped=self.truth.dropped,
+            dropped_now=len(self.truth.dropped), dropped_total=self.truth.dropped_total,
             limit=self.settings.status_limit), __version__)
 
     def http_server(self, registry: CollectorRegistry) -> HttpServer:

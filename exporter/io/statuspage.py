@@ -17,6 +17,9 @@ th{background:#f0f0f0}tr.past td{background:#fde2e2}
 td.num{text-align:right;font-variant-numeric:tabular-nums}.none{color:#777}"""
 
 
+IDENTITY = ("kind", "layer", "server", "name", "type", "value")
+
+
 def _cell(value: Any) -> str:
     if value is None:
         return '<td class="none">-</td>'
@@ -24,7 +27,7 @@ def _cell(value: Any) -> str:
         return f"<td>{'yes' if value else 'no'}</td>"
     if isinstance(value, int | float):
         return f'<td class="num">{value:g}</td>'
-    return f"<td>{escape(str(value))}</td>"
+    return f"<td>{value}</td>"
 
 
 def _table(title: str, columns: Sequence[tuple[str, str]], rows: Iterable[Mapping[str, Any]],
@@ -32,10 +35,11 @@ def _table(title: str, columns: Sequence[tuple[str, str]], rows: Iterable[Mappin
     head = "".join(f"<th>{escape(label)}</th>" for _, label in columns)
     body = []
     for row in rows:
+        # Each text escaped once, for its cell and its data attribute alike.
+        text = {k: escape(v) if isinstance(v, str) else v for k, v in row.items()}
         classes = row_class + (" past" if row.get("past_bound") else "")
-        data = "".join(f' data-{k}="{escape(str(row[k]))}"' for k in
-                       ("kind", "layer", "server", "name", "type", "value") if k in row)
-        cells = "".join(_cell(row.get(key)) for key, _ in columns)
+        data = "".join(f' data-{k}="{text[k]}"' for k in IDENTITY if k in text)
+        cells = "".join(_cell(text.get(key)) for key, _ in columns)
         body.append(f'<tr class="{classes.strip()}"{data}>{cells}</tr>')
     more = f" (the first {shown} of {total})" if total > shown else ""
     empty = "" if body else '<p class="none">none</p>'

@@ -43,8 +43,8 @@ def inputs(**over: object) -> Inputs:
                       opened(12.0, "10.0.0.3", attributed=False)],
         closed=log.newest(), ttl={"node-local": 30, "coredns": 5}, servers=[NL, CD],
         layer_up={NL: True}, sweep_period=31.5, budget_qps=20.0, budget_burst=4,
-        budget_used=7, probes_deferred=2, monitored=[T, Target("a", "b")],
-        dropped=[Target("z", "over")], dropped_total=3, limit=2)
+        budget_used=7, probes_deferred=2, monitored=[T, Target("a", "b")], monitored_total=2,
+        dropped=[Target("z", "over")], dropped_now=1, dropped_total=3, limit=2)
     base.update(over)
     return Inputs(**base)  # type: ignore[arg-type]
 
