@@ -12,7 +12,7 @@ import logging
 import random
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 
 from prometheus_client import CollectorRegistry
 
@@ -42,6 +42,8 @@ from exporter.io.metrics import Metrics, Snapshot
 from exporter.io.probe import Prober, ProbeResult
 from exporter.io.server import HttpServer
 from exporter.io.tasks import Background
+from exporter.io.webconfig import Served, WebConfigError
+from exporter.io.webconfig import load as load_web_config
 from exporter.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -352,10 +354,20 @@ class Agent:
             dropped_now=len(self.truth.dropped), dropped_total=self.truth.dropped_total,
             limit=self.settings.status_limit), __version__)
 
-    def http_server(self, registry: CollectorRegistry) -> HttpServer:
-        """The HTTP edge on this agent: metrics from its snapshots, /status from status()."""
+    def http_server(self, registry: CollectorRegistry,
+                    authorize: Callable[[str | None, str], Awaitable[int]] | None = None
+                    ) -> HttpServer:
+        """The HTTP edge on this agent: metrics from its snapshots, /status from status(),
+        behind the web config if there is one (WebConfigError when it is unusable) and the
+        Kubernetes check if given."""
+        path = self.settings.web_config_file
+        served = Served(load_web_config(path)) if path else None
+        if served is not None and served.config.users and authorize is not None:
+            raise WebConfigError(f"{path}: `basic_auth_users` and kubernetes_authorization "
+                                 "both want the Authorization header; use one of them")
         return HttpServer(registry, lambda: setattr(self.metrics, "snapshot", self.snapshot()),
-                          lambda: self.ready, self.status, self.settings.telemetry_path)
+                          lambda: self.ready, self.status, self.settings.telemetry_path,
+                          served, authorize)
 
     def _notice(self) -> None:
         """Tell the log, once each, what an operator needs to know; throttled per kind."""

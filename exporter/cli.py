@@ -72,6 +72,7 @@ async def _serve(command: str, settings: Settings, target: str) -> int:
     from exporter.demo import run_demo
     from exporter.io.kubeconfig import KubeconfigError
     from exporter.io.server import ListenError
+    from exporter.io.webconfig import WebConfigError
     from exporter.run import run_agent
 
     stop = asyncio.Event()
@@ -91,7 +92,7 @@ async def _serve(command: str, settings: Settings, target: str) -> int:
     except KubeconfigError as exc:
         print(f"{PROG}: error: kubeconfig: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except ListenError as exc:
+    except (ListenError, WebConfigError) as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     return 0

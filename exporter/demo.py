@@ -35,6 +35,7 @@ from exporter.io.lab import CacheBackend, KubernetesBackend, LabCluster, LabDnsS
 from exporter.io.metrics import Metrics
 from exporter.io.server import ListenError
 from exporter.io.tasks import Background
+from exporter.io.webconfig import WebConfigError
 from exporter.settings import Settings
 
 NAMESPACE = "demo"
@@ -259,10 +260,10 @@ async def run_demo(settings: Settings, out: TextIO = sys.stdout,
     servers = await incident.start()
     agent = Agent(settings, servers, metrics)
     agent.node = "demo"
-    http = agent.http_server(registry)
     try:
+        http = agent.http_server(registry)
         await http.start(settings.listen)
-    except ListenError:
+    except (ListenError, WebConfigError):
         incident.close()
         raise
     started = time.monotonic()
@@ -270,8 +271,8 @@ async def run_demo(settings: Settings, out: TextIO = sys.stdout,
     agent.outcome_listeners.append(view.on_outcome)
     host = split_address(settings.listen, None)[0] or "127.0.0.1"
     print(f"demo: lab DNS servers {', '.join(f'{s.layer}={s.address}' for s in servers)}; "
-          f"metrics at http://{join_address(host, http.port)}{settings.telemetry_path}, what "
-          f"is stale now at http://{join_address(host, http.port)}/status; running "
+          f"metrics at {http.scheme}://{join_address(host, http.port)}{settings.telemetry_path}, "
+          f"what is stale now at {http.scheme}://{join_address(host, http.port)}/status; running "
           f"{settings.duration:g}s at {settings.probe_budget_qps:g} qps", file=out, flush=True)
 
     async def script() -> None:

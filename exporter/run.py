@@ -13,6 +13,7 @@ from prometheus_client import CollectorRegistry
 from exporter.agent import Agent
 from exporter.core.layers import Discovery
 from exporter.core.records import ServerRef, with_port
+from exporter.io.kubeauth import KubeAuthorizer
 from exporter.io.kubeconfig import discover
 from exporter.io.metrics import Metrics
 from exporter.io.node import check_zone, static_layers
@@ -64,26 +65,35 @@ async def run_agent(settings: Settings, stop: asyncio.Event) -> None:
                                                settings.resolv_conf))
     agent = Agent(settings, (), metrics, discovery=discovery)
     agent.node = node
-    http = agent.http_server(registry)
-    await http.start(settings.listen)
-    log.info("serving %s and /status on %s (port %d); API server %s (%s)",
-             settings.telemetry_path, settings.listen, http.port, access.server, access.source)
-    try:
-        async with aiohttp.ClientSession() as session, Background() as tasks:
-            source = KubeSource(
-                KubeApi(access, session),
-                resources(settings.namespaces, settings.kube_dns_namespace,
-                          settings.kube_dns_service, settings.coredns_namespace_labels),
-                on_restart=lambda reason: metrics.watch_restarts.labels(reason).inc(),
-                watch_timeout=settings.watch_timeout, start_jitter=settings.watch_start_jitter)
-            tasks.start(agent.run(source.events(), stop), "agent")
-            tasks.start(freeze_after_sync(agent), "freeze")
-            if "node-local" in settings.layers:
-                tasks.start(watch_node_local(settings, agent, discovery), "node-local")
-            await tasks.wait(stop)
-    finally:
-        await http.stop()
-        now = agent.clock()
-        log.info("shutting down after %.0f s: %d windows open, %d targets monitored",
-                 now - agent.started, sum(1 for _ in agent.comparator.open_detail(now)),
-                 len(agent.truth.monitored))
+    async with aiohttp.ClientSession() as session:
+        api = KubeApi(access, session)
+        http = agent.http_server(registry, KubeAuthorizer(api).decide
+                                 if settings.kubernetes_authorization else None)
+        await http.start(settings.listen)
+        log.info("serving %s and /status on %s (port %d); API server %s (%s)",
+                 settings.telemetry_path, settings.listen, http.port, access.server,
+                 access.source)
+        try:
+            await _watch(settings, agent, discovery, api, metrics, stop)
+        finally:
+            await http.stop()
+            now = agent.clock()
+            log.info("shutting down after %.0f s: %d windows open, %d targets monitored",
+                     now - agent.started, sum(1 for _ in agent.comparator.open_detail(now)),
+                     len(agent.truth.monitored))
+
+
+async def _watch(settings: Settings, agent: Agent, discovery: Discovery, api: KubeApi,
+                 metrics: Metrics, stop: asyncio.Event) -> None:
+    async with Background() as tasks:
+        source = KubeSource(
+            api,
+            resources(settings.namespaces, settings.kube_dns_namespace,
+                      settings.kube_dns_service, settings.coredns_namespace_labels),
+            on_restart=lambda reason: metrics.watch_restarts.labels(reason).inc(),
+            watch_timeout=settings.watch_timeout, start_jitter=settings.watch_start_jitter)
+        tasks.start(agent.run(source.events(), stop), "agent")
+        tasks.start(freeze_after_sync(agent), "freeze")
+        if "node-local" in settings.layers:
+            tasks.start(watch_node_local(settings, agent, discovery), "node-local")
+        await tasks.wait(stop)

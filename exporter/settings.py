@@ -132,6 +132,14 @@ class Settings:
         "0.0.0.0:9897", _host_port, ("run", "demo"), {"demo": "127.0.0.1:9897"},
         flag="--web.listen-address", aliases=("--listen",),
         doc="HOST:PORT of the HTTP server: metrics, /status, /healthz and /readyz.")
+    web_config_file: str = setting(
+        "", None, ("run", "demo"), flag="--web.config.file",
+        doc=("TLS, basic auth and headers for the HTTP server, in the Prometheus "
+             "exporter-toolkit's web config format (docs/operations.md); re-read on change."))
+    kubernetes_authorization: bool = setting(
+        False, None, ("run",), flag="--web.kubernetes-authorization",
+        doc=("Let a scraper in only with a bearer token that a TokenReview accepts and a "
+             "SubjectAccessReview allows to get the path (as kube-rbac-proxy does)."))
     telemetry_path: str = setting(
         "/metrics", _telemetry_path, ("run", "demo"), flag="--web.telemetry-path",
         doc="Path under which the metrics are served.")

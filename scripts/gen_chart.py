@@ -48,6 +48,10 @@ CHART_OWNED = {
     "context": "the agent uses the in-cluster config of its ServiceAccount",
     "telemetry_path": "the ServiceMonitor, the PodMonitor and the scrape annotations read "
                       "/metrics",
+    "web_config_file": "the chart does not mount a web config, nor switch its probes and "
+                       "monitors to HTTPS, yet",
+    "kubernetes_authorization": "the chart does not grant tokenreviews and "
+                                "subjectaccessreviews, nor ship the scraper's ClusterRole, yet",
 }
 """`run` settings the chart sets itself; values.config rejects them."""
 

@@ -409,3 +409,41 @@ def parse_watch_event(line: Any) -> WatchEvent:
     version = meta.get("resourceVersion") if isinstance(meta, Mapping) else None
     return WatchEvent(str(envelope.get("type") or ""), obj if obj is not None else {},
                       str(version) if version else None)
+
+
+@dataclass(frozen=True, slots=True)
+class ReviewedUser:
+    """Who a TokenReview says a bearer token belongs to."""
+
+    name: str
+    uid: str
+    groups: tuple[str, ...]
+    extra: tuple[tuple[str, tuple[str, ...]], ...]
+
+
+def parse_token_review(obj: Any) -> ReviewedUser | None:
+    """The user of an authenticated TokenReview; None when the token was not accepted."""
+    status = obj.get("status") if isinstance(obj, dict) else None
+    if not isinstance(status, dict) or not status.get("authenticated"):
+        return None
+    found = status.get("user")
+    info: dict[str, Any] = found if isinstance(found, dict) else {}
+    more = info.get("extra")
+    extra: dict[str, Any] = more if isinstance(more, dict) else {}
+    return ReviewedUser(str(info.get("username", "")), str(info.get("uid", "")),
+                        tuple(str(g) for g in info.get("groups") or ()),
+                        tuple(sorted((str(k), tuple(str(x) for x in v or ()))
+                                     for k, v in extra.items())))
+
+
+def access_review(user: ReviewedUser, path: str) -> dict[str, Any]:
+    """A SubjectAccessReview of `get` on a non-resource URL for `user`."""
+    return {"apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview",
+            "spec": {"user": user.name, "uid": user.uid, "groups": list(user.groups),
+                     "extra": {k: list(v) for k, v in user.extra},
+                     "nonResourceAttributes": {"path": path, "verb": "get"}}}
+
+
+def parse_access_review(obj: Any) -> bool:
+    status = obj.get("status") if isinstance(obj, dict) else None
+    return isinstance(status, dict) and status.get("allowed") is True

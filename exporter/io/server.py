@@ -8,10 +8,11 @@ interpreter lock, which doubled the probe round trip's p99 while scraped.
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import json
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from aiohttp import web
@@ -21,6 +22,7 @@ from prometheus_client.exposition import choose_encoder
 from exporter import __version__
 from exporter.core.records import split_address
 from exporter.io.statuspage import render
+from exporter.io.webconfig import Served
 
 LANDING = """<!doctype html>
 <html><head><title>dns-staleness-exporter</title></head>
@@ -34,6 +36,10 @@ GZIP_LEVEL = 1
 of the default 6 (bench/footprint.py)."""
 
 
+UNGUARDED = frozenset({"/healthz", "/readyz"})
+"""The kubelet's probes carry no credential, and these say nothing but ok."""
+
+
 class ListenError(Exception):
     """The HTTP server cannot bind its address; the message is the one line to print."""
 
@@ -42,13 +48,18 @@ class HttpServer:
     def __init__(self, registry: CollectorRegistry, before_render: Callable[[], None],
                  is_ready: Callable[[], bool],
                  status: Callable[[], Mapping[str, Any]] | None = None,
-                 telemetry_path: str = "/metrics") -> None:
+                 telemetry_path: str = "/metrics", web_config: Served | None = None,
+                 authorize: Callable[[str | None, str], Awaitable[int]] | None = None) -> None:
         self.registry = registry
         self.before_render = before_render
         self.is_ready = is_ready
         self.status = status
         self.telemetry_path = telemetry_path
-        self.app = web.Application()
+        self.web_config = web_config
+        self.authorize = authorize
+        """The Kubernetes check of a request's bearer token and path: 200, 401 or 403."""
+        self.app = web.Application(
+            middlewares=[self._guard] if web_config or authorize else [])
         self.app.add_routes([
             web.get("/", self._landing),
             web.get(telemetry_path, self._metrics),
@@ -60,6 +71,42 @@ class HttpServer:
                                  web.get("/api/v1/status", self._status_api)])
         self._runner: web.AppRunner | None = None
         self.port = 0
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self.web_config and self.web_config.ssl_context else "http"
+
+    @web.middleware
+    async def _guard(self, request: web.Request,
+                     handler: Callable[[web.Request], Any]) -> web.StreamResponse:
+        """Basic auth or the Kubernetes check on every path but the probes', and the
+        configured headers on every answer."""
+        served = self.web_config
+        if served is not None:
+            served.refresh()
+        header = request.headers.get("Authorization")
+        status = 200
+        if request.path not in UNGUARDED:
+            if served is not None:
+                allowed = served.check(header)
+                if allowed is None and header is not None:
+                    allowed = await asyncio.to_thread(served.verify, header)
+                status = 200 if allowed else 401
+            if status == 200 and self.authorize is not None:
+                status = await self.authorize(header, request.path)
+        response: web.StreamResponse
+        if status == 200:
+            response = await handler(request)
+        elif status == 401:
+            scheme = "Bearer" if self.authorize is not None else \
+                'Basic realm="dns-staleness-exporter"'
+            response = web.Response(status=401, text="401 Unauthorized\n",
+                                    headers={"WWW-Authenticate": scheme})
+        else:
+            response = web.Response(status=403, text="403 Forbidden\n")
+        if served is not None:
+            response.headers.update(served.config.headers)
+        return response
 
     async def _landing(self, request: web.Request) -> web.Response:
         return web.Response(text=LANDING.format(version=__version__,
@@ -101,7 +148,8 @@ class HttpServer:
         host, port = split_address(listen, None)
         self._runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=0.5)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, host or "0.0.0.0", port)
+        context = self.web_config.ssl_context if self.web_config else None
+        site = web.TCPSite(self._runner, host or "0.0.0.0", port, ssl_context=context)
         try:
             await site.start()
         except OSError as exc:

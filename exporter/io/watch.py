@@ -153,6 +153,13 @@ class KubeApi:
             await self._check(resp)
             return await resp.json(content_type=None)
 
+    async def post(self, path: str, body: Mapping[str, Any]) -> Any:
+        options = await self._options()
+        async with self.session.post(f"{self.access.server}{path}", json=body,
+                                     **options) as resp:
+            await self._check(resp)
+            return await resp.json(content_type=None)
+
     async def stream(self, path: str, params: Mapping[str, str],
                      silence: float) -> AsyncIterator[Any]:
         """Watch events, one JSON object per line; ends when the server closes the watch.

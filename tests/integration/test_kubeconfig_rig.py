@@ -6,8 +6,12 @@ from __future__ import annotations
 
 import base64
 import json
+import select
+import socket
+import socketserver
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -163,3 +167,69 @@ def test_check_without_a_credential_says_how_to_get_one(apiserver: KubeApiServer
     assert "refused an anonymous request" in proc.stderr
     assert f"{kubeconfig} gives context 'anonymous' no credential" in proc.stderr
     assert "aws eks update-kubeconfig" in proc.stderr
+
+
+class ConnectProxy(socketserver.ThreadingTCPServer):
+    """An HTTP proxy of the test's own that only tunnels (CONNECT), as corporate proxies in
+    front of managed API servers do; it records each tunnel's target."""
+
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _Tunnel)
+        self.tunnels: list[str] = []
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+
+class _Tunnel(socketserver.StreamRequestHandler):
+    server: ConnectProxy
+
+    def handle(self) -> None:
+        method, target, _ = self.rfile.readline().decode().split()
+        while self.rfile.readline() not in (b"\r\n", b""):
+            pass
+        if method != "CONNECT":
+            self.wfile.write(b"HTTP/1.1 405 Method Not Allowed\r\n\r\n")
+            return
+        host, port = target.rsplit(":", 1)
+        with socket.create_connection((host.strip("[]"), int(port))) as upstream:
+            self.server.tunnels.append(target)
+            self.wfile.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
+            self.wfile.flush()
+            ends = [self.connection, upstream]
+            while True:
+                ready, _, _ = select.select(ends, [], [], 30)
+                if not ready:
+                    return
+                for end in ready:
+                    data = end.recv(65536)
+                    if not data:
+                        return
+                    (upstream if end is self.connection else self.connection).sendall(data)
+
+
+def test_the_watch_goes_through_the_kubeconfigs_proxy(
+        kube: KubeClient, apiserver: KubeApiServer, namespace: str, tmp_path: Path) -> None:
+    proxy = ConnectProxy()
+    entry = cluster_entry(apiserver)
+    entry["cluster"]["proxy-url"] = proxy.url
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": "rig", "clusters": [entry],
+        "contexts": [{"name": "rig", "context": {"cluster": "rig", "user": "admin"}}],
+        "users": [{"name": "admin", "user": {"token": apiserver.token}}]}))
+    kube.create_headless_service(namespace, "web", {"app": "web"})
+    agent = AgentProcess(tmp_path, kubeconfig, ["--namespaces", namespace, "--layers",
+                                                "coredns"]).start()
+    try:
+        wait(lambda: total(samples(agent.metrics()), "dns_staleness_targets") == 1, 20,
+             "the Service through the proxy", agent)
+    finally:
+        agent.stop()
+        proxy.shutdown()
+    api = apiserver.url.removeprefix("https://")
+    assert proxy.tunnels and set(proxy.tunnels) == {api}, proxy.tunnels

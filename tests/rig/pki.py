@@ -94,3 +94,22 @@ class ClusterPki:
             sa_private_key=directory / "sa.key",
             sa_public_key=directory / "sa.pub",
         )
+
+    def issue(self, stem: str, *, cn: str, usage: str = "serverAuth",
+              ip_sans: Sequence[str] = ("127.0.0.1",)) -> tuple[Path, Path]:
+        """Another certificate signed by this CA: `stem`.crt and `stem`.key (a server's with
+        its IP SANs, or a client's with usage clientAuth)."""
+        tool = shutil.which("openssl")
+        if not tool:
+            raise RigError("openssl not found: run scripts/rig-install")
+        sans = f"subjectAltName={','.join(f'IP:{ip}' for ip in ip_sans)}\n" if ip_sans else ""
+        (self.directory / f"{stem}.ext").write_text(
+            "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\n"
+            f"extendedKeyUsage={usage}\n{sans}")
+        ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+        _openssl(tool, ["req", *ec, "-keyout", f"{stem}.key", "-out", f"{stem}.csr",
+                        "-subj", f"/CN={cn}"], self.directory)
+        _openssl(tool, ["x509", "-req", "-in", f"{stem}.csr", "-CA", "ca.crt", "-CAkey",
+                        "ca.key", "-CAcreateserial", "-out", f"{stem}.crt", "-days", "2",
+                        "-extfile", f"{stem}.ext"], self.directory)
+        return self.directory / f"{stem}.crt", self.directory / f"{stem}.key"
