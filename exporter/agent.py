@@ -35,7 +35,7 @@ from exporter.core.objects import (
 from exporter.core.records import Question, ServerRef, Target
 from exporter.core.schedule import ProbeKey, Scheduler
 from exporter.core.selection import Selection
-from exporter.core.status import ClosedLog, Inputs, bound_of, document
+from exporter.core.status import ClosedLog, Inputs, bound_of, document, identity
 from exporter.core.truth import Truth, Update
 from exporter.io.logs import Throttle
 from exporter.io.metrics import Metrics, Snapshot
@@ -288,7 +288,7 @@ class Agent:
                           else "windows closed"].log(
                     logging.INFO, "%s window closed%s", w.kind,
                     " past the layer's bound" if past else "",
-                    kv=_window_kv(w.kind, w.server, w.target, w.question, w.value)
+                    kv=identity(w)
                     | {"seconds": round(w.seconds, 3), "resolution": round(w.resolution, 3),
                        "bound": bound})
         if log.isEnabledFor(logging.DEBUG):
@@ -383,7 +383,7 @@ class Agent:
             if key not in self._past:
                 self._say["windows past their layer's bound"].log(
                     logging.INFO, "%s window open past the layer's bound", w.kind,
-                    kv=_window_kv(w.kind, w.server, w.target, w.question, w.value)
+                    kv=identity(w)
                     | {"age": round(w.age, 3), "bound": bound, "caused_by_truth": w.attributed})
         self._past = still
         dropped = set(self.truth.dropped)
@@ -467,10 +467,3 @@ class Agent:
             self.ready = False
             for prober in self.probers.values():
                 prober.close()
-
-
-def _window_kv(kind: str, server: ServerRef, target: Target, question: Question,
-               value: str) -> dict[str, object]:
-    return {"kind": kind, "layer": server.layer, "server": server.address,
-            "namespace": target.namespace, "service": target.service, "name": question.name,
-            "type": question.rtype, "value": value}

@@ -110,17 +110,20 @@ def document(i: Inputs, version: str) -> dict[str, Any]:
     }
 
 
-def _open(w: OpenWindow, ttl: Mapping[str, int]) -> dict[str, Any]:
-    bound = bound_of(ttl, w.server.layer)
+def identity(w: OpenWindow | Window) -> dict[str, Any]:
+    """Which record of which server a window is about, in the document's words (and the
+    info logs' fields)."""
     return {"kind": w.kind, "layer": w.server.layer, "server": w.server.address,
             **_who(w.target), "name": w.question.name, "type": w.question.rtype,
-            "value": w.value, "age_seconds": round(w.age, 3), "caused_by_truth": w.attributed,
-            "ttl": ttl.get(w.server.layer),
-            "past_bound": bound is not None and w.age > bound}
+            "value": w.value}
+
+
+def _open(w: OpenWindow, ttl: Mapping[str, int]) -> dict[str, Any]:
+    bound = bound_of(ttl, w.server.layer)
+    return {**identity(w), "age_seconds": round(w.age, 3), "caused_by_truth": w.attributed,
+            "ttl": ttl.get(w.server.layer), "past_bound": bound is not None and w.age > bound}
 
 
 def _closed(wall: float, w: Window) -> dict[str, Any]:
-    return {"kind": w.kind, "layer": w.server.layer, "server": w.server.address,
-            **_who(w.target), "name": w.question.name, "type": w.question.rtype,
-            "value": w.value, "seconds": round(w.seconds, 3),
+    return {**identity(w), "seconds": round(w.seconds, 3),
             "resolution_seconds": round(w.resolution, 3), "closed_at": rfc3339(wall)}

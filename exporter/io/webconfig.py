@@ -74,6 +74,8 @@ class WebConfig:
     users: Mapping[str, bytes]
     """User name to bcrypt hash."""
     headers: Mapping[str, str]
+    context: ssl.SSLContext | None = field(default=None, compare=False)
+    """Built from `tls` when the file was loaded: a bad pair is a load error."""
 
 
 def _mapping(value: Any, where: str, path: str) -> Mapping[str, Any]:
@@ -163,7 +165,7 @@ def _headers(body: Mapping[str, Any], path: str) -> dict[str, str]:
 
 
 def load(path: str) -> WebConfig:
-    """Read and check the whole file; the TLS files are loaded once too."""
+    """Read and check the whole file, and load the TLS files it names into its context."""
     try:
         doc = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
     except OSError as exc:
@@ -175,14 +177,11 @@ def load(path: str) -> WebConfig:
     http = _mapping(doc.get("http_server_config"), "http_server_config", path)
     _known(http, ("headers", "http2"), "http_server_config.", path)
     base = Path(path).resolve().parent
-    config = WebConfig(
-        path, _tls(_mapping(doc.get("tls_server_config"), "tls_server_config", path), base,
-                   path),
-        _users(_mapping(doc.get("basic_auth_users"), "basic_auth_users", path), path),
-        _headers(_mapping(http.get("headers"), "http_server_config.headers", path), path))
-    if config.tls is not None:
-        context(config.tls, path)
-    return config
+    tls = _tls(_mapping(doc.get("tls_server_config"), "tls_server_config", path), base, path)
+    return WebConfig(
+        path, tls, _users(_mapping(doc.get("basic_auth_users"), "basic_auth_users", path), path),
+        _headers(_mapping(http.get("headers"), "http_server_config.headers", path), path),
+        context(tls, path) if tls is not None else None)
 
 
 def context(tls: TlsFiles, path: str) -> ssl.SSLContext:
@@ -208,16 +207,14 @@ class Served:
 
     config: WebConfig
     _stamps: tuple[tuple[float, int], ...] = ()
-    _context: ssl.SSLContext | None = None
     _said: str = ""
     _good: set[bytes] = field(default_factory=set)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
         self._stamps = self._stat()
-        if self.config.tls is not None:
-            self._context = context(self.config.tls, self.config.path)
-            self._context.sni_callback = self._handshake
+        if self.config.context is not None:
+            self.config.context.sni_callback = self._handshake
 
     def _files(self) -> list[str]:
         tls = self.config.tls
@@ -238,7 +235,7 @@ class Served:
 
     @property
     def ssl_context(self) -> ssl.SSLContext | None:
-        return self._context
+        return self.config.context
 
     def _handshake(self, sock: ssl.SSLObject | ssl.SSLSocket, name: str | None,
                    current: ssl.SSLContext) -> None:
@@ -250,27 +247,26 @@ class Served:
         """Reload if a file changed; the context for new connections."""
         stamps = self._stat()
         if stamps == self._stamps:
-            return self._context
+            return self.config.context
         with self._lock:
             try:
                 config = load(self.config.path)
                 if (config.tls is None) != (self.config.tls is None):
                     raise WebConfigError(f"{self.config.path}: turning TLS on or off needs a "
                                          "restart")
-                fresh = context(config.tls, config.path) if config.tls else None
             except WebConfigError as exc:
                 if str(exc) != self._said:
                     log.error("web config not reloaded, the last good one stays: %s", exc)
                     self._said = str(exc)
                 self._stamps = stamps
-                return self._context
-            if fresh is not None:
-                fresh.sni_callback = self._handshake
+                return self.config.context
+            if config.context is not None:
+                config.context.sni_callback = self._handshake
             if config.users != self.config.users:
                 self._good.clear()
-            self.config, self._context, self._stamps, self._said = config, fresh, stamps, ""
+            self.config, self._stamps, self._said = config, stamps, ""
             log.info("web config reloaded from %s", config.path)
-            return self._context
+            return config.context
 
     def check(self, header: str | None) -> bool | None:
         """True or False for an Authorization header when it is known; None when bcrypt
