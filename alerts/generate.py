@@ -208,12 +208,23 @@ ALERTS: tuple[Alert, ...] = (
         "as staleness: its windows on this layer are blind meanwhile."),
     Alert(
         "DNSStalenessLayerDown",
-        "max by (cluster, node, layer) (dns_staleness_layer_up) == 0",
+        'max by (cluster, node, layer) (dns_staleness_layer_up{layer!="coredns"}) == 0',
         "layer_down_for", "critical",
         "No server of the {{ $labels.layer }} layer answers on {{ $labels.node }}.",
         "No server of the {{ $labels.layer }} layer answered the agent's last probe on node "
         "{{ $labels.node }}, for @{layer_down_for}. Pods on that node that resolve through "
         "this layer fail their lookups."),
+    Alert(
+        # One replica behind the kube-dns Service fails only its share of lookups, and every
+        # node that probes it sees the same thing: one alert per replica, not per node.
+        "DNSStalenessCoreDNSReplicaDown",
+        'max by (cluster, server) (dns_staleness_layer_up{layer="coredns"}) == 0',
+        "layer_down_for", "warning",
+        "The CoreDNS replica {{ $labels.server }} answers no agent's probes.",
+        "No agent that probes the CoreDNS replica {{ $labels.server }} got an answer from it "
+        "for @{layer_down_for}. While it stays behind the kube-dns Service, its share of the "
+        "cluster's lookups time out and clients retry on another replica; the kube-dns layer "
+        "shows whether the Service as a whole still answers."),
     Alert(
         "DNSStalenessWatchRestartsLooping",
         "sum by (cluster, node) (increase(dns_staleness_watch_restarts_total"

@@ -17,7 +17,6 @@ the only thing that writes them, and tests/unit/test_chart.py fails when one has
 
 from __future__ import annotations
 
-import argparse
 import inspect
 import json
 import re
@@ -35,6 +34,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from exporter import settings as agent_settings  # noqa: E402
+from scripts import generated  # noqa: E402
 
 CHART = ROOT / "charts" / "dns-staleness-exporter"
 ALERTS = ROOT / "alerts"
@@ -46,12 +46,8 @@ CHART_OWNED = {
     "node_name": "set from the downward API (spec.nodeName)",
     "kubeconfig": "the agent uses the in-cluster config of its ServiceAccount",
     "context": "the agent uses the in-cluster config of its ServiceAccount",
-    "telemetry_path": "the ServiceMonitor, the PodMonitor and the scrape annotations read "
-                      "/metrics",
-    "web_config_file": "the chart does not mount a web config, nor switch its probes and "
-                       "monitors to HTTPS, yet",
-    "kubernetes_authorization": "the chart does not grant tokenreviews and "
-                                "subjectaccessreviews, nor ship the scraper's ClusterRole, yet",
+    "web_config_file": "set from webConfig: the chart writes the file to a Secret and mounts "
+                       "it",
 }
 """`run` settings the chart sets itself; values.config rejects them."""
 
@@ -86,6 +82,7 @@ def _check_schema(name: str, check: Callable[[Any], str | None] | None) -> Json:
         # The agent's rule: 1 to 63 characters between dots, outer dots ignored.
         s._dns_label: {"pattern": r"^\.*[^.]{1,63}(\.[^.]{1,63})*\.*$"},
         s._selector: {},  # selector syntax is left to the agent's own parser
+        s._telemetry_path: {"pattern": r"^/[^\s?#]*$"},  # the reserved paths: the agent
     }
     if check not in named:
         raise SystemExit(f"gen_chart: {name}: no schema for check {check.__qualname__}; "
@@ -200,11 +197,14 @@ _QUANTITY: Json = {"type": ["string", "number"],
                    "pattern": r"^[0-9]+(\.[0-9]+)?(m|k|Ki|M|Mi|G|Gi|T|Ti)?$"}
 
 
-def _monitor() -> Json:
+def _monitor(**extra: Json) -> Json:
     return _obj({
         "enabled": _BOOL, "namespace": _STR, "additionalLabels": _STR_MAP, "jobLabel": _STR,
         "interval": _DURATION, "scrapeTimeout": _DURATION, "relabelings": _LIST,
-        "metricRelabelings": _LIST})
+        "metricRelabelings": _LIST, "scheme": {"enum": ["", "http", "https"]},
+        "tlsConfig": _MAP, "basicAuth": _MAP, "authorization": _MAP,
+        "sampleLimit": {"type": "integer", "minimum": 0}, "honorLabels": _BOOL,
+        "selectorOverride": _MAP, **extra})
 
 
 def values_schema() -> Json:
@@ -216,15 +216,17 @@ def values_schema() -> Json:
         **_obj({
             "nameOverride": _STR, "fullnameOverride": _STR, "namespaceOverride": _STR,
             "commonLabels": _STR_MAP,
+            "global": _obj({"imageRegistry": _STR, "imagePullSecrets": _LIST}),
             "image": _obj({"registry": _STR, "repository": {"type": "string", "minLength": 1},
                            "tag": _STR, "digest": {"type": "string",
                                                    "pattern": "^(sha256:[0-9a-f]{64})?$"},
                            "pullPolicy": {"enum": ["Always", "IfNotPresent", "Never"]}}),
             "imagePullSecrets": _LIST,
             "serviceAccount": _obj({"create": _BOOL, "name": _STR, "annotations": _STR_MAP}),
-            "rbac": _obj({"create": _BOOL, "checkCommand": _BOOL}),
+            "rbac": _obj({"create": _BOOL, "checkCommand": _BOOL, "scraperSubjects": _LIST}),
             "containerPort": _PORT,
             "listenHost": {"type": "string", "minLength": 1},
+            "webConfig": _obj({"config": _MAP, "tlsSecretName": _STR}),
             "config": _obj(config, description="The agent's settings; not these, which the "
                            "chart sets: " + "; ".join(f"{k}: {v}" for k, v in CHART_OWNED.items())),
             "updateStrategy": _obj({
@@ -234,6 +236,7 @@ def values_schema() -> Json:
                     "maxSurge": {"type": ["integer", "string"], "minimum": 0,
                                  "pattern": "^[0-9]+%$"}})}),
             "priorityClassName": _STR,
+            "revisionHistoryLimit": {"type": "integer", "minimum": 0},
             "terminationGracePeriodSeconds": {"type": "integer", "minimum": 3},
             "resources": _obj({"requests": resources, "limits": resources}),
             "nodeSelector": _STR_MAP,
@@ -246,6 +249,16 @@ def values_schema() -> Json:
             "podSecurityContext": _MAP,
             "securityContext": _MAP,
             "podAnnotations": _STR_MAP,
+            "scrapeAnnotations": _BOOL,
+            "extraArgs": {"type": "array", "items": _STR},
+            "env": _STR_MAP,
+            "extraEnv": _LIST,
+            "extraVolumes": _LIST,
+            "extraVolumeMounts": _LIST,
+            "dnsPolicy": {"enum": ["", "ClusterFirst", "ClusterFirstWithHostNet", "Default",
+                                   "None"]},
+            "dnsConfig": _MAP,
+            "extraManifests": {"type": "array", "items": {"type": ["object", "string"]}},
             "podLabels": _STR_MAP,
             "livenessProbe": _MAP,
             "readinessProbe": _MAP,
@@ -253,7 +266,7 @@ def values_schema() -> Json:
             "service": _obj({"enabled": _BOOL, "type": {"enum": ["ClusterIP", "NodePort",
                                                                   "LoadBalancer"]},
                              "port": _PORT, "annotations": _STR_MAP, "labels": _STR_MAP}),
-            "serviceMonitor": _monitor(),
+            "serviceMonitor": _monitor(bearerTokenFile=_STR),
             "podMonitor": _monitor(),
             "prometheusRule": _obj({
                 "enabled": _BOOL, "namespace": _STR, "additionalLabels": _STR_MAP,
@@ -341,40 +354,18 @@ def readme_from(values: str) -> str:
     return text[:start] + TABLE_BEGIN + "\n" + "\n".join(lines) + "\n" + text[end:]
 
 
-def stale_copies(expected: dict[Path, str]) -> list[Path]:
-    """Copies in files/ whose source is gone."""
-    copies = [*(CHART / "files" / "alerts").glob("*"), *(CHART / "files" / "dashboards").glob("*")]
-    return sorted(p for p in copies if p not in expected)
+def copies() -> list[Path]:
+    """The copies in files/, whatever their source."""
+    return [*(CHART / "files" / "alerts").glob("*"), *(CHART / "files" / "dashboards").glob("*")]
 
 
 def drift() -> list[str]:
     """What --check reports: files that differ, are missing, or should not be there."""
-    expected = outputs()
-    problems = [f"{p.relative_to(ROOT)} differs from its source" for p, text in expected.items()
-                if not p.is_file() or p.read_text() != text]
-    problems += [f"{p.relative_to(ROOT)} has no source any more" for p in stale_copies(expected)]
-    return problems
+    return generated.drift(outputs, copies)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--check", action="store_true", help="report drift, write nothing")
-    args = parser.parse_args(argv)
-    if args.check:
-        problems = drift()
-        for problem in problems:
-            print(f"gen_chart: {problem}; run scripts/gen_chart.py", file=sys.stderr)
-        return 1 if problems else 0
-    expected = outputs()
-    for path, text in expected.items():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if not path.is_file() or path.read_text() != text:
-            path.write_text(text)
-            print(f"gen_chart: wrote {path.relative_to(ROOT)}")
-    for path in stale_copies(expected):
-        path.unlink()
-        print(f"gen_chart: removed {path.relative_to(ROOT)}")
-    return 0
+    return generated.main("gen_chart", __doc__.splitlines()[0], argv, outputs, copies)
 
 
 if __name__ == "__main__":

@@ -143,6 +143,39 @@ async def test_a_rotated_certificate_is_served_without_a_restart(
         assert (await get(f"{base}/metrics", ctx))[0] == 200
 
 
+def kubelet_secret_volume(directory: Path, version: str, files: dict[str, Path]) -> None:
+    """The files of a Secret as the kubelet's atomic writer lays them out: a timestamped
+    directory, a `..data` link to it swapped by rename, and one link per key through it."""
+    directory.mkdir(exist_ok=True)
+    (directory / version).mkdir()
+    for key, source in files.items():
+        shutil.copy(source, directory / version / key)
+    (directory / "..data_tmp").symlink_to(version)
+    os.replace(directory / "..data_tmp", directory / "..data")
+    for key in files:
+        if not (directory / key).is_symlink():
+            (directory / key).symlink_to(f"..data/{key}")
+
+
+async def test_a_secret_volume_update_is_served_without_a_restart(
+        tmp_path: Path, pki: ClusterPki) -> None:
+    """The chart mounts webConfig.tlsSecretName: cert-manager renews the Secret, the kubelet
+    swaps the volume's `..data` link, and cert and key change at once."""
+    tls = tmp_path / "tls"
+    kubelet_secret_volume(tls, "..2026_12_04_18_00_00.1", {
+        "tls.crt": pki.serving_cert, "tls.key": pki.serving_key})
+    path = tmp_path / "web-config.yml"
+    path.write_text(yaml.safe_dump({"tls_server_config": {
+        "cert_file": str(tls / "tls.crt"), "key_file": str(tls / "tls.key")}}))
+    async for base in serve(path):
+        ctx = client(pki)
+        assert await peer_cn(base, ctx) == "kube-apiserver"
+        kubelet_secret_volume(tls, "..2026_12_04_19_00_00.2", {
+            "tls.crt": pki.directory / "rotated.crt", "tls.key": pki.directory / "rotated.key"})
+        assert await peer_cn(base, ctx) == "rotated-serving"
+        assert (await get(f"{base}/metrics", ctx))[0] == 200
+
+
 def test_a_bad_web_config_is_one_line_and_exit_2(tmp_path: Path) -> None:
     path = tmp_path / "web.yml"
     path.write_text("basic_auth_users:\n  me: hunter2\n")

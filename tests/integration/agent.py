@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import ssl
 import subprocess
 import sys
 import threading
@@ -117,8 +118,11 @@ class AgentWindow:
 class AgentProcess:
     """`dns-staleness-exporter run` with a kubeconfig, logging at debug level to a file."""
 
-    def __init__(self, workdir: Path, kubeconfig: Path, args: Sequence[str]) -> None:
+    def __init__(self, workdir: Path, kubeconfig: Path, args: Sequence[str],
+                 tls: ssl.SSLContext | None = None) -> None:
         self.port = free_port("127.0.0.1")
+        self.tls = tls
+        """The client side when the agent serves HTTPS (a web config with TLS)."""
         self.log_path = workdir / "agent.log"
         self.args = [sys.executable, "-m", "exporter", "run", "--kubeconfig", str(kubeconfig),
                      "--listen", f"127.0.0.1:{self.port}", "--log-level", "debug",
@@ -139,12 +143,17 @@ class AgentProcess:
 
     def get(self, path: str) -> tuple[int, str]:
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=2) as r:
+            with urllib.request.urlopen(f"{self.base}{path}", timeout=2,
+                                        context=self.tls) as r:
                 return r.status, r.read().decode()
         except urllib.error.HTTPError as exc:
             return exc.code, ""
         except OSError:
             return 0, ""
+
+    @property
+    def base(self) -> str:
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
 
     def metrics(self) -> str:
         return self.get("/metrics")[1]

@@ -14,7 +14,6 @@ an error instead (CI).
 from __future__ import annotations
 
 import contextlib
-import os
 import sys
 import uuid
 from collections.abc import Iterator
@@ -37,8 +36,8 @@ from tests.rig import (  # noqa: E402
     KubeControllerManager,
     NodeLocalDNSFactory,
     Rig,
-    RigNotInstalled,
     api_path,
+    rig_or_skip,
 )
 from tests.rig.kube import DEFAULT_NODE  # noqa: E402
 
@@ -54,12 +53,7 @@ def pytest_configure(config: pytest.Config) -> None:
 @pytest.fixture(scope="session")
 def rig_bins() -> Rig:
     """The rig's binaries (from <cache>/rig.env); skips, or fails with DSE_RIG_REQUIRED=1."""
-    try:
-        return Rig.load()
-    except RigNotInstalled as exc:
-        if os.environ.get("DSE_RIG_REQUIRED", "") not in ("", "0"):
-            pytest.fail(str(exc), pytrace=False)
-        pytest.skip(str(exc))
+    return rig_or_skip()
 
 
 @pytest.fixture(scope="session")

@@ -13,8 +13,11 @@
 from __future__ import annotations
 
 import json
+import ssl
 import subprocess
+import sys
 import time
+import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -27,6 +30,7 @@ import yaml
 from tests.integration.agent import AgentProcess
 from tests.rig import (
     ClusterDNSFactory,
+    ClusterPki,
     KubeApiError,
     KubeApiServer,
     KubeClient,
@@ -356,3 +360,115 @@ def test_agent_runs_with_only_the_charts_grants(
                     f"/metrics, RSS {int(rss) / 1024:.0f} MiB, exit 0 {stopped_in:.1f} s "
                     "after SIGTERM"))
     RESULTS.append((f"outside its grants ({case})", "403 for " + ", ".join(denied)))
+
+
+def test_secure_values_let_in_only_the_bound_scraper(
+        rig_bins: Rig, apiserver: KubeApiServer, kube: KubeClient, restricted_ns: str,
+        coredns_cluster: ClusterDNSFactory, created: list[str], tmp_path: Path) -> None:
+    """ci/secure-values.yaml for real: the agent serves TLS from the web config Secret the
+    chart renders, and checks scrapers with no grant but the chart's own."""
+    dns = coredns_cluster()
+    scraper = {"kind": "ServiceAccount", "name": "scraper", "namespace": restricted_ns}
+    objects = render(rig_bins, restricted_ns, "secure", "secure-values.yaml", [
+        "--set-json", "config.layers=[]", "--set", "config.label_selector=dse-chart-test=secure",
+        "--set-json", f'config.static_servers=["coredns={dns.hostport}"]',
+        "--set", "config.watch_start_jitter=0", "--set-json",
+        f"rbac.scraperSubjects=[{json.dumps(scraper)}]"])
+    for obj in of_kind(objects, "ServiceAccount", "ConfigMap", "Secret", "ClusterRole",
+                       "ClusterRoleBinding"):
+        create(kube, obj, created)
+    tokens = {}
+    for account in ("scraper", "stranger"):
+        created.append(api_path("v1", "serviceaccounts", restricted_ns, account))
+        kube.create_service_account(restricted_ns, account)
+        tokens[account] = kube.request_token(restricted_ns, account)
+    (ds,) = of_kind(objects, "DaemonSet")
+    spec = ds["spec"]["template"]["spec"]
+    agent_token = kube.request_token(restricted_ns, spec["serviceAccountName"])
+
+    # The volumes where the pod would mount them: the ConfigMap, the rendered web config
+    # Secret, and a serving pair standing in for cert-manager's Secret.
+    pki = ClusterPki.generate(tmp_path / "tls", ip_sans=["127.0.0.1"])
+    (pki.directory / "tls.crt").write_bytes(pki.serving_cert.read_bytes())
+    (pki.directory / "tls.key").write_bytes(pki.serving_key.read_bytes())
+    (secret,) = of_kind(objects, "Secret")
+    web = tmp_path / "web-config.yml"
+    web.write_text(secret["stringData"]["web-config.yml"].replace(
+        "/etc/dns-staleness-exporter/tls", str(pki.directory)))
+    (cm,) = of_kind(objects, "ConfigMap")
+    config = tmp_path / "config.yaml"
+    config.write_text(cm["data"]["config.yaml"])
+    (container,) = spec["containers"]
+    args = [a.replace("/etc/dns-staleness-exporter/config.yaml", str(config))
+             .replace("/etc/dns-staleness-exporter/web/web-config.yml", str(web))
+            for a in container["args"]
+            if a != "run" and not a.startswith("--web.listen-address=")]
+    assert [a.split("=")[0] for a in args] == ["--config", "--web.config.file"]
+    assert container["readinessProbe"]["httpGet"]["scheme"] == "HTTPS"
+    kubeconfig = apiserver.write_kubeconfig(tmp_path / "agent.kubeconfig", token=agent_token,
+                                            user=spec["serviceAccountName"])
+    tls = ssl.create_default_context(cafile=str(pki.ca_cert))
+    agent = AgentProcess(tmp_path, kubeconfig, [*args, "--node-name", "rig-node-0"], tls=tls)
+    agent.start(timeout=30)
+
+    def fetch(path: str, token: str | None) -> int:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        try:
+            with urllib.request.urlopen(urllib.request.Request(
+                    agent.base + path, headers=headers), timeout=10, context=tls) as resp:
+                return int(resp.status)
+        except urllib.error.HTTPError as err:
+            return err.code
+
+    try:
+        seen = {("/metrics", "bound scraper"): fetch("/metrics", tokens["scraper"]),
+                ("/status", "bound scraper"): fetch("/status", tokens["scraper"]),
+                ("/metrics", "other ServiceAccount"): fetch("/metrics", tokens["stranger"]),
+                ("/metrics", "no token"): fetch("/metrics", None),
+                ("/readyz", "no token"): fetch("/readyz", None)}
+    finally:
+        code = agent.stop()
+    assert seen == {("/metrics", "bound scraper"): 200, ("/status", "bound scraper"): 200,
+                    ("/metrics", "other ServiceAccount"): 403, ("/metrics", "no token"): 401,
+                    ("/readyz", "no token"): 200}, agent.tail()
+    assert code == 0, agent.tail()
+    RESULTS.append(("secure-values.yaml: agent over TLS with the chart's grants",
+                    ", ".join(f"{path} {who} {status}" for (path, who), status in
+                              seen.items())))
+
+
+def test_the_runbooks_check_works_with_the_default_rbac(
+        rig_bins: Rig, apiserver: KubeApiServer, kube: KubeClient, restricted_ns: str,
+        coredns_cluster: ClusterDNSFactory, created: list[str], tmp_path: Path) -> None:
+    """docs/runbooks.md runs `check` in the agent's pod as its ServiceAccount, with the default
+    grants (rbac.checkCommand off), one server alone: a diagnosis, with one warning for the
+    pods it may not read."""
+    dns = coredns_cluster()
+    objects = render(rig_bins, restricted_ns, "runbook")
+    for obj in of_kind(objects, "ServiceAccount", "ClusterRole", "ClusterRoleBinding"):
+        create(kube, obj, created)
+    (ds,) = of_kind(objects, "DaemonSet")
+    sa = ds["spec"]["template"]["spec"]["serviceAccountName"]
+    kubeconfig = apiserver.write_kubeconfig(tmp_path / "agent.kubeconfig",
+                                            token=kube.request_token(restricted_ns, sa), user=sa)
+    ns, svc = "team-a", "runbook-web"
+    kube.create_headless_service(ns, svc, {"app": svc})
+    created.append(api_path("v1", "services", ns, svc))
+    kube.create_pod(ns, f"{svc}-0", {"app": svc}, hostname=f"{svc}-0", subdomain=svc)
+    created.append(api_path("v1", "pods", ns, f"{svc}-0"))
+    kube.set_pod_ready(ns, f"{svc}-0", "10.244.9.20")
+    kube.wait_for_endpointslice(ns, svc)
+    out = subprocess.run(
+        [sys.executable, "-m", "exporter", "check", f"{ns}/{svc}", "--kubeconfig",
+         str(kubeconfig), "--layers", "", "--static-servers", f"replica={dns.hostport}",
+         "--output", "json"], capture_output=True, text=True, timeout=120, check=False,
+        cwd=ROOT)
+    assert out.returncode in (0, 1), out.stderr
+    report = json.loads(out.stdout)
+    by_section = {c["section"]: c for c in report["checks"]}
+    assert by_section["dns"]["status"] == "ok", report
+    assert "replica" in by_section["dns"]["message"], report
+    assert by_section["pods"]["status"] == "warn", report
+    RESULTS.append(("the runbook's check as the agent's ServiceAccount, default RBAC",
+                    f"exit {out.returncode}; dns: {by_section['dns']['message']}; pods: "
+                    f"{by_section['pods']['message']}"))

@@ -6,7 +6,7 @@ Binaries come from ``scripts/rig-install``; :class:`Rig` finds them.
 
 from __future__ import annotations
 
-from .binaries import Rig, RigNotInstalled, default_cache_dir, pinned_versions
+from .binaries import Rig, RigNotInstalled, default_cache_dir, pinned_versions, rig_or_skip
 from .controller_manager import DEFAULT_CONTROLLERS, KubeControllerManager
 from .coredns import (
     CLUSTER_DOMAIN,
@@ -50,6 +50,7 @@ __all__ = [
     "Rig",
     "RigError",
     "RigNotInstalled",
+    "rig_or_skip",
     "api_path",
     "cluster_corefile",
     "default_cache_dir",

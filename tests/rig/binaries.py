@@ -6,6 +6,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 VERSIONS_FILE = REPO_ROOT / "scripts" / "rig_versions.env"
 INSTALL_SCRIPT = "scripts/rig-install"
@@ -56,6 +58,8 @@ class Rig:
     openssl: Path
     helm: Path
     hadolint: Path
+    jsonnet: Path
+    jsonnet_lint: Path
     etcd_version: str
     kubernetes_version: str
     coredns_version: str
@@ -72,7 +76,7 @@ class Rig:
         if check_versions and VERSIONS_FILE.is_file():
             pinned = pinned_versions()
             for key in ("ETCD_VERSION", "KUBERNETES_VERSION", "COREDNS_VERSION", "HELM_VERSION",
-                        "HADOLINT_VERSION"):
+                        "HADOLINT_VERSION", "JSONNET_VERSION"):
                 if key in pinned and env.get(key) != pinned[key]:
                     raise RigNotInstalled(
                         f"{env_file} has {key}={env.get(key)} but {VERSIONS_FILE.name} pins "
@@ -101,7 +105,20 @@ class Rig:
             openssl=path("OPENSSL"),
             helm=path("HELM"),
             hadolint=path("HADOLINT"),
+            jsonnet=path("JSONNET"),
+            jsonnet_lint=path("JSONNET_LINT"),
             etcd_version=env.get("ETCD_VERSION", ""),
             kubernetes_version=env.get("KUBERNETES_VERSION", ""),
             coredns_version=env.get("COREDNS_VERSION", ""),
         )
+
+
+def rig_or_skip() -> Rig:
+    """The rig for a test that needs one of its binaries: skips the test when the rig is not
+    installed, or fails it with DSE_RIG_REQUIRED=1 (as CI runs), naming the fix."""
+    try:
+        return Rig.load()
+    except RigNotInstalled as exc:
+        if os.environ.get("DSE_RIG_REQUIRED", "") not in ("", "0"):
+            pytest.fail(str(exc), pytrace=False)
+        pytest.skip(str(exc))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 from pathlib import Path
@@ -25,7 +24,7 @@ from alerts.generate import (
     render,
     rule_templates,
 )
-from tests.rig import Rig, RigNotInstalled
+from tests.rig import rig_or_skip
 
 ROOT = Path(__file__).resolve().parents[2]
 TESTS = sorted((ROOT / "alerts" / "tests").glob("*.yaml"))
@@ -34,12 +33,7 @@ METRICS_DOC = ROOT / "docs" / "metrics.md"
 
 
 def promtool() -> Path:
-    try:
-        return Rig.load().promtool
-    except RigNotInstalled as exc:
-        if os.environ.get("DSE_RIG_REQUIRED", "") not in ("", "0"):
-            pytest.fail(str(exc), pytrace=False)
-        pytest.skip(str(exc))
+    return rig_or_skip().promtool
 
 
 def rules() -> list[dict[str, Any]]:

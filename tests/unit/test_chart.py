@@ -7,7 +7,6 @@ The objects are checked against the real API server in tests/integration/test_ch
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 from collections.abc import Sequence
 from functools import cache
@@ -18,9 +17,10 @@ import pytest
 import yaml
 
 from exporter import __version__
+from exporter.io.webconfig import load as load_web_config
 from exporter.settings import load, settings_for
 from scripts import gen_chart
-from tests.rig import Rig, RigNotInstalled
+from tests.rig import ClusterPki, rig_or_skip
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "dns-staleness-exporter"
@@ -31,12 +31,7 @@ Obj = dict[str, Any]
 
 @cache
 def helm() -> Path:
-    try:
-        return Rig.load().helm
-    except RigNotInstalled as exc:
-        if os.environ.get("DSE_RIG_REQUIRED", "") not in ("", "0"):
-            pytest.fail(str(exc), pytrace=False)
-        pytest.skip(str(exc))
+    return rig_or_skip().helm
 
 
 def run_helm(*args: str) -> subprocess.CompletedProcess[str]:
@@ -110,7 +105,8 @@ def test_lint_and_render(variant: str | None) -> None:
         args += ["-f", str(CHART / "ci" / variant)]
     result = run_helm(*args)
     assert result.returncode == 0, result.stdout + result.stderr
-    objects = render(variant)
+    # extraManifests are the user's own objects, with the user's labels.
+    objects = render(variant, ("--set-json", "extraManifests=[]"))
     for obj in objects:
         labels = obj["metadata"]["labels"]
         assert labels["app.kubernetes.io/name"] == "dns-staleness-exporter", obj["kind"]
@@ -127,7 +123,7 @@ def test_ci_variants_cover_every_optional_object() -> None:
     seen = {kind for variant in VARIANTS for kind in kinds(render(variant))}
     assert {"ServiceMonitor", "PodMonitor", "PrometheusRule", "NetworkPolicy",
             "VerticalPodAutoscaler", "FlowSchema", "PriorityLevelConfiguration", "Role",
-            "RoleBinding"} <= seen
+            "RoleBinding", "Secret"} <= seen
 
 
 # -- the values schema --------------------------------------------------------------------
@@ -305,16 +301,132 @@ def test_namespace_labels_grant_namespaces_and_nothing_else() -> None:
 
 # -- monitoring objects -------------------------------------------------------------------
 def test_monitors_set_node_from_the_scrape() -> None:
-    objects = render("monitoring-values.yaml")
     node = {"sourceLabels": ["__meta_kubernetes_pod_node_name"], "action": "replace",
             "targetLabel": "node"}
-    (endpoint,) = one(objects, "ServiceMonitor")["spec"]["endpoints"]
+    objects = render("monitoring-values.yaml")
+    monitor = one(objects, "ServiceMonitor")["spec"]
+    (endpoint,) = monitor["endpoints"]
     assert endpoint["port"] == "http-metrics" and endpoint["relabelings"][0] == node
     assert endpoint["metricRelabelings"][0]["action"] == "drop"
-    (pod_endpoint,) = one(objects, "PodMonitor")["spec"]["podMetricsEndpoints"]
+    assert (endpoint["scheme"], endpoint["path"], endpoint["honorLabels"]) == \
+        ("http", "/metrics", True)
+    assert monitor["sampleLimit"] == 20000
+    assert monitor["jobLabel"] == "app.kubernetes.io/name"
+    assert "PodMonitor" not in kinds(objects)
+    assert one(objects, "Service")["spec"]["ports"][0]["targetPort"] == "http-metrics"
+    pod_monitor = one(render("podmonitor-values.yaml"), "PodMonitor")["spec"]
+    (pod_endpoint,) = pod_monitor["podMetricsEndpoints"]
     assert pod_endpoint["relabelings"] == [node]
     assert pod_endpoint["interval"] == "15s"
-    assert one(objects, "Service")["spec"]["ports"][0]["targetPort"] == "http-metrics"
+    assert pod_monitor["selector"] == {"matchLabels": {"dns-staleness-exporter.io/scrape": "true"}}
+
+
+def test_both_monitors_at_once_are_refused() -> None:
+    result = run_helm("template", "rel", str(CHART), "--set", "serviceMonitor.enabled=true",
+                      "--set", "podMonitor.enabled=true")
+    assert result.returncode != 0
+    assert "would both scrape every pod, so every series twice: enable one" in result.stderr
+
+
+def test_null_values_render() -> None:
+    """`--set KEY=null` deletes a default; the templates must do without it."""
+    for key in ("nodeSelector", "tolerations", "affinity", "podAnnotations", "extraArgs",
+                "env", "dnsConfig", "imagePullSecrets", "global.imagePullSecrets"):
+        result = run_helm("template", "rel", str(CHART), "--set", f"{key}=null")
+        assert result.returncode == 0, (key, result.stderr)
+    spec = pod_spec(render(None, ("--set", "nodeSelector=null")))
+    assert "nodeSelector" not in spec
+    spec = pod_spec(render(None, ("--set", "nodeSelector=null", "--set",
+                                  "nodeSampling.enabled=true")))
+    assert spec["nodeSelector"] == {"dns-staleness-exporter.io/sample": "true"}
+
+
+# -- secure serving -----------------------------------------------------------------------
+def test_kubernetes_authorization_grants_the_reviews_and_ships_the_scraper_role() -> None:
+    objects = render("secure-values.yaml")
+    roles = {o["metadata"]["name"]: o for o in objects if o["kind"] == "ClusterRole"}
+    assert roles["rel-dns-staleness-exporter-authorization"]["rules"] == [
+        {"apiGroups": ["authentication.k8s.io"], "resources": ["tokenreviews"],
+         "verbs": ["create"]},
+        {"apiGroups": ["authorization.k8s.io"], "resources": ["subjectaccessreviews"],
+         "verbs": ["create"]}]
+    assert roles["rel-dns-staleness-exporter-scraper"]["rules"] == [
+        {"nonResourceURLs": ["/metrics", "/status"], "verbs": ["get"]}]
+    bindings = {o["metadata"]["name"]: o for o in objects if o["kind"] == "ClusterRoleBinding"}
+    assert bindings["rel-dns-staleness-exporter-scraper"]["subjects"] == [
+        {"kind": "ServiceAccount", "name": "prometheus-k8s", "namespace": "monitoring"}]
+    assert bindings["rel-dns-staleness-exporter-authorization"]["subjects"][0]["name"] == \
+        "rel-dns-staleness-exporter"
+    (endpoint,) = one(objects, "ServiceMonitor")["spec"]["endpoints"]
+    assert endpoint["scheme"] == "https"
+    assert endpoint["bearerTokenFile"] == "/var/run/secrets/kubernetes.io/serviceaccount/token"
+    assert endpoint["tlsConfig"]["serverName"] == "dns-staleness-exporter"
+    # Reviews are cluster-scoped: a ClusterRole even when the watches are namespaced.
+    namespaced = render("secure-values.yaml", ("--set-json", 'config.namespaces=["team-a"]'))
+    assert "rel-dns-staleness-exporter-authorization" in {
+        o["metadata"]["name"] for o in namespaced if o["kind"] == "ClusterRole"}
+    # Off by default: no review grant, no scraper role.
+    assert not [o for o in render() if o["metadata"]["name"].endswith(
+        ("-authorization", "-scraper"))]
+
+
+def test_tls_from_a_secret_switches_the_probes_and_mounts_the_files() -> None:
+    objects = render("secure-values.yaml")
+    spec = pod_spec(objects)
+    (container,) = spec["containers"]
+    assert "--web.config.file=/etc/dns-staleness-exporter/web/web-config.yml" in container["args"]
+    secret = one(objects, "Secret")
+    assert yaml.safe_load(secret["stringData"]["web-config.yml"]) == {"tls_server_config": {
+        "cert_file": "/etc/dns-staleness-exporter/tls/tls.crt",
+        "key_file": "/etc/dns-staleness-exporter/tls/tls.key"}}
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    assert volumes["tls"]["secret"]["secretName"] == "dse-serving-tls"
+    assert volumes["web-config"]["secret"]["secretName"] == secret["metadata"]["name"]
+    mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
+    assert mounts["/etc/dns-staleness-exporter/tls"]["readOnly"] is True
+    for probe in ("livenessProbe", "readinessProbe"):
+        assert container[probe]["httpGet"]["scheme"] == "HTTPS"
+    annotations = one(objects, "DaemonSet")["spec"]["template"]["metadata"]["annotations"]
+    assert {k: v for k, v in annotations.items() if k.startswith("prometheus.io/")} == {
+        "prometheus.io/scrape": "true", "prometheus.io/port": "9897",
+        "prometheus.io/path": "/metrics", "prometheus.io/scheme": "https"}
+
+
+def test_required_client_certificates_leave_the_kubelet_a_tcp_check() -> None:
+    objects = render("podmonitor-values.yaml")
+    (container,) = pod_spec(objects)["containers"]
+    for probe in ("livenessProbe", "readinessProbe"):
+        assert container[probe]["tcpSocket"] == {"port": "http-metrics"}
+        assert "httpGet" not in container[probe]
+    web = yaml.safe_load(one(objects, "Secret")["stringData"]["web-config.yml"])
+    assert web["tls_server_config"]["client_auth_type"] == "RequireAndVerifyClientCert"
+    (endpoint,) = one(objects, "PodMonitor")["spec"]["podMetricsEndpoints"]
+    assert endpoint["scheme"] == "https"
+    assert endpoint["tlsConfig"]["keySecret"] == {"name": "dse-scrape-tls", "key": "tls.key"}
+    assert endpoint["basicAuth"]["username"] == {"name": "dse-scrape-auth", "key": "username"}
+    assert container["image"] == f"mirror.example.invalid/dns-staleness-exporter:{__version__}"
+    assert pod_spec(objects)["imagePullSecrets"] == [{"name": "mirror-pull"}]
+
+
+def test_basic_auth_and_kubernetes_authorization_are_refused_together() -> None:
+    result = run_helm("template", "rel", str(CHART), "-f",
+                      str(CHART / "ci" / "podmonitor-values.yaml"),
+                      "--set", "config.kubernetes_authorization=true")
+    assert result.returncode != 0
+    assert "both read the Authorization header: use one" in result.stderr
+
+
+def test_the_web_config_the_chart_renders_is_accepted_by_the_agent(tmp_path: Path) -> None:
+    """Through the agent's own loader, with the mounted paths moved to files of the test."""
+    pki = ClusterPki.generate(tmp_path / "pki", ip_sans=["127.0.0.1"])
+    for name, source in (("tls.crt", pki.serving_cert), ("tls.key", pki.serving_key),
+                         ("ca.crt", pki.ca_cert)):
+        (pki.directory / name).write_bytes(source.read_bytes())
+    for variant in ("secure-values.yaml", "podmonitor-values.yaml"):
+        text = one(render(variant), "Secret")["stringData"]["web-config.yml"]
+        path = tmp_path / f"{variant}.yml"
+        path.write_text(text.replace("/etc/dns-staleness-exporter/tls", str(pki.directory)))
+        assert load_web_config(str(path)).context is not None, variant
 
 
 def _rules(objects: list[Obj]) -> list[Obj]:
@@ -373,7 +485,7 @@ def test_extras() -> None:
     assert spec["priorityClassName"] == "system-node-critical"
     assert spec["containers"][0]["image"].startswith(
         "registry.example.invalid/dns-staleness-exporter@sha256:")
-    assert spec["containers"][0]["args"][-1] == "--web.listen-address=[::]:9897"
+    assert "--web.listen-address=[::]:9897" in spec["containers"][0]["args"]
     policy = one(objects, "NetworkPolicy")["spec"]
     assert policy["policyTypes"] == ["Ingress", "Egress"]
     assert policy["ingress"][0]["ports"] == [{"port": "http-metrics", "protocol": "TCP"}]
@@ -390,3 +502,30 @@ def test_extras() -> None:
     (rule,) = flow["spec"]["rules"]
     assert rule["subjects"][0]["serviceAccount"] == {"name": "rel-dns-staleness-exporter",
                                                      "namespace": NAMESPACE}
+    # The pod-level values of prometheus-node-exporter's chart.
+    (container,) = spec["containers"]
+    assert container["args"][-1] == "--log.format=json"
+    env = {e["name"]: e for e in container["env"]}
+    assert env["DNS_STALENESS_LOG_LEVEL"] == {"name": "DNS_STALENESS_LOG_LEVEL",
+                                              "value": "debug"}
+    assert env["DNS_STALENESS_PROBE_BUDGET_QPS"]["valueFrom"]["configMapKeyRef"]["optional"]
+    assert {"name": "extra-ca", "mountPath": "/etc/extra-ca", "readOnly": True} in \
+        container["volumeMounts"]
+    assert {"name": "extra-ca", "configMap": {"name": "extra-ca"}} in spec["volumes"]
+    assert spec["dnsPolicy"] == "None"
+    assert spec["dnsConfig"]["options"] == [{"name": "ndots", "value": "2"}]
+    ds = one(objects, "DaemonSet")
+    assert ds["spec"]["revisionHistoryLimit"] == 3
+    assert ds["spec"]["template"]["metadata"]["annotations"][
+        "cluster-autoscaler.kubernetes.io/safe-to-evict"] == "true"
+    extra = {o["metadata"]["name"]: o for o in objects if o["kind"] == "ConfigMap"}
+    assert extra["extra-ca"]["metadata"]["namespace"] == NAMESPACE  # templated
+    assert extra["rel-notes"]["data"] == {"owner": "platform"}
+
+
+def test_host_network_keeps_cluster_dns_unless_told_otherwise() -> None:
+    assert pod_spec(render(None, ("--set", "hostNetwork=true")))["dnsPolicy"] == \
+        "ClusterFirstWithHostNet"
+    assert pod_spec(render(None, ("--set", "hostNetwork=true", "--set",
+                                  "dnsPolicy=Default")))["dnsPolicy"] == "Default"
+    assert "dnsPolicy" not in pod_spec(render())

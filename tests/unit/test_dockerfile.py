@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from exporter import __version__
-from tests.rig import Rig, RigNotInstalled
+from tests.rig import rig_or_skip
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "dns-staleness-exporter"
@@ -173,12 +173,7 @@ def test_dockerignore_allows_exactly_what_is_copied() -> None:
 
 
 def test_hadolint() -> None:
-    try:
-        hadolint = Rig.load().hadolint
-    except RigNotInstalled as exc:
-        if os.environ.get("DSE_RIG_REQUIRED", "") not in ("", "0"):
-            pytest.fail(str(exc), pytrace=False)
-        pytest.skip(str(exc))
+    hadolint = rig_or_skip().hadolint
     result = subprocess.run([str(hadolint), str(ROOT / "Dockerfile")], capture_output=True,
                             text=True, timeout=60, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
