@@ -167,14 +167,21 @@ def created(kube: KubeClient) -> Iterator[list[str]]:
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_every_rendered_object_passes_strict_server_side_validation(
         rig_bins: Rig, kube: KubeClient, crds: None, restricted_ns: str,
-        variant: str | None) -> None:
+        created: list[str], variant: str | None) -> None:
     objects = render(rig_bins, restricted_ns, f"dry-{uuid.uuid4().hex[:4]}", variant)
     for obj in objects:
         status, body, warnings = post(kube, obj, dry_run=True)
         assert status == 201, (obj["kind"], body.get("message"))
         assert not warnings, (obj["kind"], warnings)
+    # The Pod the DaemonSet would make, under "restricted": the variant's volumes, probes and
+    # DNS settings included. Its ServiceAccount must exist for admission.
+    create(kube, *of_kind(objects, "ServiceAccount"), created)
+    (ds,) = of_kind(objects, "DaemonSet")
+    status, body, warnings = post(kube, pod_from(ds, f"{ds['metadata']['name']}-pod"),
+                                  dry_run=True)
+    assert status == 201 and not warnings, (body.get("message"), warnings)
     RESULTS.append((f"dry run, fieldValidation=Strict, {variant or 'default values'}",
-                    f"{len(objects)} objects accepted, no warnings "
+                    f"{len(objects)} objects and the DaemonSet's Pod accepted, no warnings "
                     f"({', '.join(sorted({o['kind'] for o in objects}))})"))
 
 
@@ -259,7 +266,9 @@ def test_helm_install_upgrade_and_uninstall(rig_bins: Rig, apiserver: KubeApiSer
 # -- the agent as the chart's ServiceAccount ----------------------------------------------
 AGENT_CASES = {
     "cluster-wide": (None, []),
-    "namespaced": ("namespaced-values.yaml", ["--set-json", 'config.namespaces=["team-a"]']),
+    # Its scrapes carry no token: Kubernetes authorization off (test_secure_values_... has it).
+    "namespaced": ("namespaced-values.yaml", ["--set-json", 'config.namespaces=["team-a"]',
+                                              "--set", "config.kubernetes_authorization=false"]),
 }
 
 

@@ -272,7 +272,11 @@ def test_cluster_role_is_exactly_deploy_rbac() -> None:
 
 def test_restricted_namespaces_get_roles_not_a_cluster_role() -> None:
     objects = render("namespaced-values.yaml")
-    assert not [o for o in objects if o["kind"].startswith("Cluster")]
+    # Cluster-wide only what is cluster-scoped: the reviews of kubernetes_authorization.
+    assert {o["metadata"]["name"] for o in objects if o["kind"] == "ClusterRole"} == {
+        "rel-dns-staleness-exporter-authorization", "rel-dns-staleness-exporter-scraper"}
+    assert not [o for o in objects if o["kind"] == "ClusterRole" and any(
+        "watch" in rule.get("verbs", []) for rule in o["rules"])]
     roles = {(o["metadata"]["namespace"], o["metadata"]["name"]): o["rules"]
              for o in objects if o["kind"] == "Role"}
     shipped = yaml.safe_load((ROOT / "deploy" / "rbac.yaml").read_text())["rules"]
@@ -291,7 +295,8 @@ def test_restricted_namespaces_get_roles_not_a_cluster_role() -> None:
 def test_namespace_labels_grant_namespaces_and_nothing_else() -> None:
     assert not [o for o in render() if "namespaces" in str(o.get("rules"))]
     objects = render("namespaced-values.yaml",
-                     ("--set", "config.coredns_namespace_labels=dns=exposed"))
+                     ("--set", "config.coredns_namespace_labels=dns=exposed",
+                      "--set", "config.kubernetes_authorization=false"))
     role = one(objects, "ClusterRole")
     assert role["metadata"]["name"] == "rel-dns-staleness-exporter-namespaces"
     assert role["rules"] == [{"apiGroups": [""], "resources": ["namespaces"],
@@ -309,7 +314,10 @@ def test_monitors_set_node_from_the_scrape() -> None:
     assert endpoint["port"] == "http-metrics" and endpoint["relabelings"][0] == node
     assert endpoint["metricRelabelings"][0]["action"] == "drop"
     assert (endpoint["scheme"], endpoint["path"], endpoint["honorLabels"]) == \
-        ("http", "/metrics", True)
+        ("https", "/metrics", True)
+    assert endpoint["basicAuth"]["password"] == {"name": "dse-scrape-auth", "key": "password"}
+    assert monitor["selector"] == {"matchLabels": {"app.kubernetes.io/name":
+                                                   "dns-staleness-exporter"}}
     assert monitor["sampleLimit"] == 20000
     assert monitor["jobLabel"] == "app.kubernetes.io/name"
     assert "PodMonitor" not in kinds(objects)
@@ -341,6 +349,35 @@ def test_null_values_render() -> None:
     assert spec["nodeSelector"] == {"dns-staleness-exporter.io/sample": "true"}
 
 
+ISSUE_13_VALUES = [
+    "extraArgs", "env", "extraEnv", "extraVolumes", "extraVolumeMounts", "dnsPolicy",
+    "dnsConfig", "revisionHistoryLimit", "global.imageRegistry", "global.imagePullSecrets",
+    "extraManifests", "podAnnotations", "scrapeAnnotations", "webConfig.config",
+    "webConfig.tlsSecretName", "rbac.scraperSubjects", "config.kubernetes_authorization",
+    "config.telemetry_path", "serviceMonitor.bearerTokenFile",
+    *(f"{monitor}.{key}" for monitor in ("serviceMonitor", "podMonitor")
+      for key in ("scheme", "tlsConfig", "basicAuth", "authorization", "sampleLimit",
+                  "honorLabels", "jobLabel", "selectorOverride")),
+]
+"""The values that the prometheus-node-exporter chart's users reach for, and secure serving."""
+
+
+def test_every_new_value_is_documented_and_set_by_a_ci_file() -> None:
+    """So the server-side dry run of every ci/ file covers each (test_chart_apiserver.py)."""
+    documented = {key for key, _, _ in gen_chart.values_rows((CHART / "values.yaml").read_text())}
+    readme = (CHART / "README.md").read_text()
+
+    def has(data: Any, path: list[str]) -> bool:
+        return not path or (isinstance(data, dict) and path[0] in data
+                            and has(data[path[0]], path[1:]))
+
+    ci = [yaml.safe_load((CHART / "ci" / v).read_text()) for v in VARIANTS]
+    for key in ISSUE_13_VALUES:
+        assert key in documented or key.startswith("config."), key
+        assert f"`{key}`" in readme, key
+        assert any(has(values, key.split(".")) for values in ci), f"no ci/ file sets {key}"
+
+
 # -- secure serving -----------------------------------------------------------------------
 def test_kubernetes_authorization_grants_the_reviews_and_ships_the_scraper_role() -> None:
     objects = render("secure-values.yaml")
@@ -359,8 +396,18 @@ def test_kubernetes_authorization_grants_the_reviews_and_ships_the_scraper_role(
         "rel-dns-staleness-exporter"
     (endpoint,) = one(objects, "ServiceMonitor")["spec"]["endpoints"]
     assert endpoint["scheme"] == "https"
-    assert endpoint["bearerTokenFile"] == "/var/run/secrets/kubernetes.io/serviceaccount/token"
     assert endpoint["tlsConfig"]["serverName"] == "dns-staleness-exporter"
+    # Prometheus's own token by default; a token Secret (`authorization`) instead when given.
+    for extra, want in (((), "/var/run/secrets/kubernetes.io/serviceaccount/token"),
+                        (("--set", "serviceMonitor.bearerTokenFile=/t"), "/t")):
+        (endpoint,) = one(render("secure-values.yaml", ("--set", "serviceMonitor.bearerTokenFile=",
+                                                        *extra)), "ServiceMonitor")["spec"][
+            "endpoints"]
+        assert endpoint["bearerTokenFile"] == want
+    (endpoint,) = one(render("extras-values.yaml"), "ServiceMonitor")["spec"]["endpoints"]
+    assert "bearerTokenFile" not in endpoint
+    assert endpoint["authorization"]["credentials"]["name"] == "prometheus-scrape-token"
+    assert endpoint["path"] == "/dns/metrics"
     # Reviews are cluster-scoped: a ClusterRole even when the watches are namespaced.
     namespaced = render("secure-values.yaml", ("--set-json", 'config.namespaces=["team-a"]'))
     assert "rel-dns-staleness-exporter-authorization" in {
