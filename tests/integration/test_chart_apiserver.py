@@ -175,7 +175,8 @@ def test_every_rendered_object_passes_strict_server_side_validation(
         assert not warnings, (obj["kind"], warnings)
     # The Pod the DaemonSet would make, under "restricted": the variant's volumes, probes and
     # DNS settings included. Its ServiceAccount must exist for admission.
-    create(kube, *of_kind(objects, "ServiceAccount"), created)
+    (sa,) = of_kind(objects, "ServiceAccount")
+    create(kube, sa, created)
     (ds,) = of_kind(objects, "DaemonSet")
     status, body, warnings = post(kube, pod_from(ds, f"{ds['metadata']['name']}-pod"),
                                   dry_run=True)
