@@ -69,6 +69,13 @@ KNOBS: dict[str, Knob] = {
         "to the next bucket bound."),
     "propagation_window": Knob("5m", "Range of the propagation p99, as in the SLI."),
     "propagation_for": Knob("15m", "How long the propagation p99 must stay over."),
+    "client_window_seconds": Knob(
+        "90", "Threshold on the p99 of stale windows as a client profile sees them (its own "
+        "cache included). The addon Corefile's worst legitimate case through node-local (35 s) "
+        "plus the JVM's 30 s is 65 s, which `histogram_quantile` can place anywhere in the "
+        "(60, 90] bucket; 90 s is that bucket's bound."),
+    "client_window_range": Knob("1h", "Range of the client windows' p99."),
+    "client_window_for": Knob("15m", "How long the client windows' p99 must stay over."),
     "layer_error_ratio": Knob(
         "0.05", "Share of probes answered SERVFAIL, REFUSED or another error rcode, timed out, "
         "unreachable or malformed, per layer and node."),
@@ -195,6 +202,19 @@ ALERTS: tuple[Alert, ...] = (
         "to the truth until the layer serves it, over @{propagation_window}, the "
         "sig-scalability SLI's window) is {{ $value | humanizeDuration }}, above "
         "@{propagation_p99_seconds}s."),
+    Alert(
+        "DNSStalenessClientsHoldRemovedRecords",
+        "histogram_quantile(0.99, sum by (cluster, layer, client, le) ("
+        'rate(dns_staleness_client_window_seconds_bucket{reference="watch"}'
+        "[@{client_window_range}])))\n"
+        "> @{client_window_seconds}",
+        "client_window_for", "warning",
+        "{{ $labels.client }} clients can hold a removed pod's IP for over "
+        "@{client_window_seconds}s through {{ $labels.layer }}.",
+        "The p99 of the stale windows on the {{ $labels.layer }} layer, as a client of the "
+        "{{ $labels.client }} profile sees them with its own cache, is "
+        "{{ $value | humanizeDuration }} over the last @{client_window_range}: such clients "
+        "keep dialling a deleted pod's IP that long after it left the Service."),
     Alert(
         "DNSStalenessLayerErrors",
         "node_layer:dns_staleness_probe_errors:ratio_rate@{layer_error_window}"

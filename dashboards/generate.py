@@ -293,6 +293,34 @@ def overview() -> dashboard.Dashboard:
                     f"dns_staleness_window_resolution_seconds_bucket{{{LAYER}}}"
                     "[$__rate_interval])))", f"p{int(q * 100)} {{{{layer}}}}")
               for q in (0.5, 0.99)], width=24))
+        .with_row(dashboard.Row("What clients see (client profiles)"))
+        .with_panel(series(
+            "Stale windows p99 as clients see them",
+            "The 99th percentile of the closed stale windows as a client of each profile of "
+            "client_profiles sees them at worst: the layer's window, or its last old answer "
+            "plus the client's own hold (the JVM's 30 s, gRPC's re-resolution floor, nscd's "
+            "TTL). This is how long such a client can dial a removed pod's IP. Formulas in "
+            "docs/metrics.md, \"Client profiles\".", "s",
+            Query("histogram_quantile(0.99, sum by (client, layer, le) (rate("
+                  f"dns_staleness_client_window_seconds_bucket{{{LAYER}, "
+                  'reference="$reference"}[$__rate_interval])))', "{{client}} via {{layer}}"),
+            width=12))
+        .with_panel(series(
+            "Propagation p99 as clients see it",
+            "The 99th percentile of closed missing windows as a client of each profile sees "
+            "them: until it can see a new pod, its cached failure (the JVM's 10 s) or an "
+            "answer without the pod included.", "s",
+            Query("histogram_quantile(0.99, sum by (client, layer, le) (rate("
+                  f"dns_staleness_client_propagation_seconds_bucket{{{LAYER}, "
+                  'reference="$reference"}[$__rate_interval])))', "{{client}} via {{layer}}"),
+            width=8))
+        .with_panel(series(
+            "Windows clients never see end",
+            "Closed windows per interval that a client holding answers for ever "
+            "(jvm-security-manager) never lets go of: it dials the removed IP until it "
+            "restarts.", "short",
+            Query("sum by (client, layer) (increase(dns_staleness_client_windows_unbounded_total"
+                  f"{{{LAYER}}}[$__rate_interval]))", "{{client}} via {{layer}}"), width=4))
         .with_row(dashboard.Row("Layers"))
         .with_panel(series(
             "Record TTL by layer",

@@ -94,6 +94,7 @@ class Agent:
         self.node = ""
         """The node's name, for /status."""
         self.closed = ClosedLog(settings.status_limit)
+        self.clients = settings.client_models()
         self.started = clock()
         self._listed = 0
         self._past: set[tuple[str, ServerRef, Question, str]] = set()
@@ -276,6 +277,7 @@ class Agent:
 
     def _publish(self, outcome: Outcome) -> None:
         self.metrics.record_windows(outcome.windows, outcome.races)
+        self.metrics.record_clients(outcome.windows, self.clients)
         if outcome.windows:
             self.closed.add(outcome.windows, self.wall())
             ttl = self.ttl()
@@ -318,7 +320,7 @@ class Agent:
             return
         self._note_ttl(result)
         outcome = self.comparator.observe(Observation(
-            key.question, key.server, result.sent, result.received, answer.values))
+            key.question, key.server, result.sent, result.received, answer.values, answer.ttl))
         self.scheduler.answered(key, result.sent, result.received, answer.values, answer.ttl,
                                 self.comparator.settled(key.question, key.server))
         self._kick.set()

@@ -27,6 +27,7 @@ from prometheus_client import CollectorRegistry
 from exporter import __version__
 from exporter.agent import Agent
 from exporter.core.budget import Budget
+from exporter.core.clients import FOREVER
 from exporter.core.comparator import Comparator, Observation, OpenWindow, Outcome
 from exporter.core.corefile import CorefileError, CorefileSettings, bounds, settings_of
 from exporter.core.diagnosis import (
@@ -34,6 +35,7 @@ from exporter.core.diagnosis import (
     WARN,
     ServerResult,
     Verdict,
+    client_checks,
     cluster_dns_checks,
     dns_checks,
     endpoint_checks,
@@ -169,9 +171,17 @@ class Report:
         if self.windows:
             lines.append("  windows seen while watching:")
             lines += [f"    {w['event']:<6} {w['kind']:<11} {w['layer']:<10} {w['name']} "
-                      f"{w['type']} {w['value']} {w['seconds']:.2f} s" for w in self.windows]
+                      f"{w['type']} {w['value']} {w['seconds']:.2f} s{_clients(w)}"
+                      for w in self.windows]
         lines.append(f"verdict: {self.verdict} ({self.elapsed:.1f} s)")
         return "\n".join(lines)
+
+
+def _clients(window: Mapping[str, Any]) -> str:
+    """`; jvm 35.0 s, grpc 35.0 s`: the window as each client profile sees it."""
+    found = window.get("clients") or {}
+    return "".join(f"; {name} {'for ever' if s is None else f'{s:.1f} s'}"
+                   for name, s in found.items())
 
 
 async def _corefiles(api: KubeApi, settings: Settings) -> tuple[
@@ -250,7 +260,7 @@ async def _probe_all(settings: Settings, servers: Sequence[ServerRef],
         for p in probes:
             if p.answer is not None:
                 comparator.observe(Observation(p.question, server, p.sent, p.received,
-                                               p.answer.values))
+                                               p.answer.values, p.answer.ttl))
         ttls = [p.answer.ttl for p in probes if p.answer and p.answer.ttl is not None]
         rtts = [p.received - p.sent for p in probes if p.answer]
         results.append(ServerResult(server.layer, server.address, len(probes),
@@ -288,6 +298,9 @@ async def _follow(settings: Settings, api: KubeApi, discovery: Discovery, target
             if w.target == target and w.reference == "watch":
                 note("closed", w.kind, w.server, w.question.name, w.question.rtype, w.value,
                      w.seconds)
+                seen[-1]["clients"] = {
+                    p.name: None if (s := p.seconds(w)) == FOREVER else round(s, 3)
+                    for p in agent.clients}
 
     agent.outcome_listeners.append(on_outcome)
     stop = asyncio.Event()
@@ -369,6 +382,8 @@ async def diagnose(settings: Settings, target: Target, out: TextIO = sys.stdout,
         layer_bounds = bounds(cluster, nodelocal) if cluster else {}
         verdicts += cluster_dns_checks(cluster, nodelocal, layer_bounds,
                                        settings.max_staleness or None, problem)
+        verdicts += client_checks(settings.client_models(), layer_bounds,
+                                  cluster.kubernetes_ttl if cluster else None)
         if settings.follow:
             windows = await _follow(settings, api, discovery, target, settings.follow, out,
                                     live)

@@ -21,6 +21,7 @@ from typing import Any, TextIO
 from prometheus_client import CollectorRegistry
 
 from exporter.agent import Agent
+from exporter.core.clients import FOREVER
 from exporter.core.comparator import PROPAGATION, STALE, Outcome, Window
 from exporter.core.events import Kind, ObjectEvent, SourceEvent, Synced
 from exporter.core.records import (
@@ -230,6 +231,25 @@ class View:
         self.out.write("\x1b[H\x1b[J" + "\n".join(lines) + "\n")
         self.out.flush()
 
+    def client_rows(self) -> list[str]:
+        """The longest closed stale window per layer, as each client profile sees it."""
+        stale = [m.window for m in self.closed if m.window.kind == STALE]
+        layers = sorted({w.server.layer for w in stale})
+        if not stale or not self.agent.clients:
+            return []
+        rows = ["", "what clients see: the longest stale window per layer, with the client's "
+                "own cache (docs/metrics.md, \"Client profiles\")",
+                f"{'client':<22}" + "".join(f"{layer:>12}" for layer in layers)]
+        for profile in (None, *self.agent.clients):
+            cells = []
+            for layer in layers:
+                worst = max((w.seconds if profile is None else profile.seconds(w))
+                            for w in stale if w.server.layer == layer)
+                cells.append(f"{'forever' if worst == FOREVER else f'{worst:.2f}s':>12}")
+            rows.append(f"{'(the layer itself)' if profile is None else profile.name:<22}"
+                        + "".join(cells))
+        return rows
+
     def summary(self, fast_interval: float) -> str:
         header = (f"{'layer':<10} {'kind':<11} {'record':<46} {'measured':>9} "
                   f"{'implied':>9} {'diff':>8}")
@@ -242,6 +262,7 @@ class View:
             rows.append(f"{w.server.layer:<10} {w.kind:<11} {_short(w):<46} "
                         f"{_seconds(w.seconds):>9} {_seconds(m.implied):>9} "
                         f"{_seconds(m.diff):>8}{'' if ok else '  <- off'}")
+        rows += self.client_rows()
         open_now = list(self.agent.comparator.open_detail(time.monotonic()))
         rows += ["", f"{within} of {len(self.closed)} closed windows lie within one fast-mode "
                  f"interval ({fast_interval:g}s) of the window the lab's caches imply.",

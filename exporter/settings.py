@@ -19,6 +19,7 @@ from typing import Any
 
 import yaml
 
+from exporter.core import clients
 from exporter.core.records import ip_value, split_address
 from exporter.core.selection import PluginScope, SelectorError, parse_label_selector
 
@@ -81,6 +82,14 @@ def _selector(value: str) -> str | None:
 def _layers(values: tuple[str, ...]) -> str | None:
     unknown = [v for v in values if v not in LAYERS]
     return f"unknown layer {unknown[0]!r}; choose from {', '.join(LAYERS)}" if unknown else None
+
+
+def _client_profiles(values: tuple[str, ...]) -> str | None:
+    try:
+        clients.parse_all(values)
+    except ValueError as exc:
+        return str(exc)
+    return None
 
 
 def _static(values: tuple[str, ...]) -> str | None:
@@ -259,6 +268,11 @@ class Settings:
     coredns_replicas_per_node: int = setting(
         1, _at_least(1, True), ("run", "check"),
         doc="CoreDNS replicas each node probes directly, chosen by rendezvous hashing of the node.")
+    client_profiles: tuple[str, ...] = setting(
+        ("jvm", "grpc"), _client_profiles, ("run", "demo", "check"),
+        doc=("Client caches to model, comma-separated: built-in jvm, jvm-security-manager, "
+             "grpc, glibc, nscd, systemd-resolved, or NAME=positive:HOLD;negative:HOLD"
+             "[;stale:SECONDS] (docs/metrics.md, \"Client profiles\")."))
     watch_timeout: float = setting(
         300.0, _between(10, 3600), ("run",),
         doc="Seconds a watch request lasts before it is renewed (jittered by 20 %).")
@@ -286,6 +300,10 @@ class Settings:
         """What the cluster's CoreDNS exposes, by the options above."""
         return PluginScope(frozenset(self.coredns_namespaces), self.coredns_labels,
                            self.coredns_namespace_labels, self.coredns_noendpoints)
+
+    def client_models(self) -> tuple[clients.ClientProfile, ...]:
+        """The client profiles of client_profiles (validated already)."""
+        return clients.parse_all(self.client_profiles)
 
     def validate(self, sources: Mapping[str, str]) -> Settings:
         for f in fields(self):

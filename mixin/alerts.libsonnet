@@ -39,6 +39,17 @@
             },
           },
           {
+            alert: "DNSStalenessClientsHoldRemovedRecords",
+            expr: "histogram_quantile(0.99, sum by (cluster, layer, client, le) (rate(dns_staleness_client_window_seconds_bucket{reference=\"watch\"}[%(client_window_range)s])))\n> %(client_window_seconds)s" % $._config,
+            'for': $._config.client_window_for,
+            labels: { severity: "warning" },
+            annotations: {
+              summary: "{{ $labels.client }} clients can hold a removed pod's IP for over %(client_window_seconds)ss through {{ $labels.layer }}." % $._config,
+              description: "The p99 of the stale windows on the {{ $labels.layer }} layer, as a client of the {{ $labels.client }} profile sees them with its own cache, is {{ $value | humanizeDuration }} over the last %(client_window_range)s: such clients keep dialling a deleted pod's IP that long after it left the Service." % $._config,
+              runbook_url: $._config.runbook_url_base + "#dnsstalenessclientsholdremovedrecords",
+            },
+          },
+          {
             alert: "DNSStalenessLayerErrors",
             expr: "node_layer:dns_staleness_probe_errors:ratio_rate%(layer_error_window)s > %(layer_error_ratio)s" % $._config,
             'for': $._config.layer_error_for,

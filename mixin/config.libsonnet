@@ -21,6 +21,12 @@
     propagation_window: "5m",
     // How long the propagation p99 must stay over.
     propagation_for: "15m",
+    // Threshold on the p99 of stale windows as a client profile sees them (its own cache included). The addon Corefile's worst legitimate case through node-local (35 s) plus the JVM's 30 s is 65 s, which `histogram_quantile` can place anywhere in the (60, 90] bucket; 90 s is that bucket's bound.
+    client_window_seconds: "90",
+    // Range of the client windows' p99.
+    client_window_range: "1h",
+    // How long the client windows' p99 must stay over.
+    client_window_for: "15m",
     // Share of probes answered SERVFAIL, REFUSED or another error rcode, timed out, unreachable or malformed, per layer and node.
     layer_error_ratio: "0.05",
     // Range of the error ratio.

@@ -52,6 +52,8 @@ class Observation:
     sent: float
     received: float
     values: frozenset[str]
+    ttl: int | None = None
+    """The TTL the answer carried: its records', or the negative TTL of an empty one."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +70,15 @@ class Window:
     resolution: float
     """The uncertainty of `seconds`: the gap between the two probes that bracket the end."""
     clamped: bool = False
+    last_old: float = 0.0
+    """Seconds from the reference to the last answer in the old state (negative when that
+    answer came before the change): the latest moment a client is known to have got it."""
+    old_ttl: int | None = None
+    """The TTL of that answer: how long a client that respects TTLs may keep it."""
+    old_empty: bool = False
+    """That answer held no record (NXDOMAIN or NODATA): a client holds it as a failure."""
+    blind: bool = False
+    """A probe failed between that answer and the end: a client's refresh may have too."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +115,10 @@ class _Open:
     while it waits for confirmation."""
     ended_after: float = 0.0
     """`last_seen` when `ended` came: the start of the end's resolution."""
+    seen_ttl: int | None = None
+    """The TTL of the answer at `last_seen`."""
+    seen_empty: bool = False
+    """The answer at `last_seen` held no record."""
     blind: bool = False
     """A probe of the name failed between the server's previous answer and `ended`."""
     confirmations: int = 0
@@ -114,6 +129,7 @@ class _Cell:
     last_sent: float | None = None
     last_received: float | None = None
     served: frozenset[str] = frozenset()
+    last_ttl: int | None = None
     stale: dict[str, _Open] = field(default_factory=dict)
     missing: dict[str, _Open] = field(default_factory=dict)
     failed_at: float = float("-inf")
@@ -157,14 +173,16 @@ class OpenSummary:
 
 def _closed(
     kind: str, qs: _QuestionState, question: Question, server: ServerRef, value: str,
-    cause: Stamp, at: float, resolution: float,
+    window: _Open, cause: Stamp, at: float,
 ) -> Iterator[Window]:
-    yield Window(kind, qs.target, question, server, value, "watch",
-                 max(0.0, at - cause.seen), resolution, at < cause.seen)
+    references = [("watch", cause.seen)]
     if cause.trigger is not None:
-        seconds = at - cause.trigger
-        yield Window(kind, qs.target, question, server, value, "trigger",
-                     max(0.0, seconds), resolution, seconds < 0)
+        references.append(("trigger", cause.trigger))
+    for reference, since in references:
+        yield Window(kind, qs.target, question, server, value, reference,
+                     max(0.0, at - since), at - window.ended_after, at < since,
+                     last_old=window.ended_after - since, old_ttl=window.seen_ttl,
+                     old_empty=window.seen_empty, blind=window.blind)
 
 
 class Comparator:
@@ -247,7 +265,8 @@ class Comparator:
                                               question, server, value))
             elif self.synced and value in cell.served and cell.last_received is not None \
                     and cell.last_sent is not None:
-                cell.stale[value] = _Open(stamp, at, cell.last_received, cell.last_sent)
+                cell.stale[value] = _Open(stamp, at, cell.last_received, cell.last_sent,
+                                          seen_ttl=cell.last_ttl)
                 self._open.add((question, server))
 
     def _add(
@@ -272,7 +291,8 @@ class Comparator:
                     cell.missing[value] = _Open(stamp, stamp.seen, stamp.seen, stamp.seen)
                 else:
                     cell.missing[value] = _Open(stamp, stamp.seen, cell.last_received,
-                                                cell.last_sent)
+                                                cell.last_sent, seen_ttl=cell.last_ttl,
+                                                seen_empty=not cell.served)
                 self._open.add((question, server))
 
     def observe(self, obs: Observation) -> Outcome:
@@ -291,13 +311,15 @@ class Comparator:
                 cause = qs.removed.get(value) if self.synced else None
                 if cause is not None and cell.sampled.get(value) is cause:
                     cause = None  # a late replica of a removal already measured
-                cell.stale[value] = _Open(cause, at, at, obs.sent)
+                cell.stale[value] = _Open(cause, at, at, obs.sent, seen_ttl=obs.ttl)
                 self._open.add((obs.question, obs.server))
         for value in qs.expected:
             if value not in answer and value not in cell.missing:
-                cell.missing[value] = _Open(None, at, at, obs.sent)
+                cell.missing[value] = _Open(None, at, at, obs.sent, seen_ttl=obs.ttl,
+                                            seen_empty=not answer)
                 self._open.add((obs.question, obs.server))
         cell.served, cell.last_sent, cell.last_received = answer, obs.sent, at
+        cell.last_ttl = obs.ttl
         return outcome
 
     @staticmethod
@@ -310,6 +332,7 @@ class Comparator:
         for value, window in list(windows.items()):
             if (value in obs.values) == (kind == STALE):
                 window.last_seen, window.seen_sent = obs.received, obs.sent
+                window.seen_ttl, window.seen_empty = obs.ttl, not obs.values
                 window.ended, window.confirmations = None, 0
                 continue
             if window.ended is None:
@@ -339,9 +362,8 @@ class Comparator:
                 continue
             if kind == STALE and confirm > 1:
                 cell.sampled[value] = window.cause
-            outcome.windows += _closed(kind, qs, obs.question, obs.server, value,
-                                       window.cause, end.received,
-                                       end.received - window.ended_after)
+            outcome.windows += _closed(kind, qs, obs.question, obs.server, value, window,
+                                       window.cause, end.received)
 
     def settled(self, question: Question, server: ServerRef) -> bool:
         """The name was probed on the server since its last change, and agrees."""

@@ -11,6 +11,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from exporter.core.clients import FOREVER, ClientProfile
 from exporter.core.comparator import OpenWindow
 from exporter.core.corefile import Bounds, CorefileSettings
 from exporter.core.objects import PodState, ServiceState, SliceState
@@ -238,6 +239,37 @@ def cluster_dns_checks(cluster: CorefileSettings | None, nodelocal: CorefileSett
                                "lower the kubernetes plugin ttl, or the cache TTL"))
         else:
             out.append(Verdict("cluster-dns", OK, line))
+    return out
+
+
+def client_checks(profiles: Sequence[ClientProfile], bounds: Mapping[str, Bounds],
+                  record_ttl: int | None) -> list[Verdict]:
+    """What a client of each profile can see at worst, from each layer's Corefile bound: it
+    asked just before the layer let go of the old answer, and holds it as its runtime does,
+    given the record TTL of the kubernetes plugin. An upper bound: through a cache whose TTLs
+    count down, a client that respects TTLs holds less."""
+    layers = [layer for layer in ("node-local", "coredns") if layer in bounds]
+    if not layers:
+        return [] if not profiles else [Verdict(
+            "clients", WARN, "no layer bound known (Corefiles unread): what clients see is not "
+            "computed", "grant get on the coredns and node-local-dns ConfigMaps")]
+    out = []
+    for profile in profiles:
+        parts, worst = [], 0.0
+        for layer in layers:
+            bound = bounds[layer]
+            stale = bound.stale + profile.positive.seconds(record_ttl)
+            negative = bound.negative + profile.negative.seconds(record_ttl)
+            worst = max(worst, stale)
+            shown = "for ever" if stale == FOREVER else f"for up to {stale:g} s"
+            parts.append(f"{shown} through {layer} (bound {bound.stale:g} s), a new pod "
+                         f"unknown for up to {negative:g} s")
+        line = f"{profile.name} clients can dial a deleted pod {'; '.join(parts)}"
+        if worst == FOREVER:
+            out.append(Verdict("clients", WARN, line, "bound the client's cache, e.g. "
+                               "networkaddress.cache.ttl for the JVM"))
+        else:
+            out.append(Verdict("clients", OK, line))
     return out
 
 

@@ -23,6 +23,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from exporter import REVISION, __version__
+from exporter.core.clients import FOREVER, ClientProfile
 from exporter.core.comparator import STALE, OpenSummary, Race, Window
 from exporter.core.events import RestartReason
 from exporter.core.records import ServerRef, Target
@@ -32,6 +33,9 @@ BUCKETS = (0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 3, 5, 7.5, 10, 15, 20, 30, 45, 60,
            600)
 """From 25 ms (watch and informer lag) to 10 min (misconfigured caches); 50 ms and 60 s are
 bucket bounds, and the steps near the usual TTLs (5 s, 30 s) are fine enough to tell them apart."""
+CLIENT_BUCKETS = (*BUCKETS, 900, 1800, 3600, 7200)
+"""Client windows add a runtime's hold to a layer's window: nscd and systemd-resolved cap
+theirs at 1 h and 2 h."""
 RESOLUTION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 """From the bracketing probes' few milliseconds to the sweep interval."""
 PROBE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5)
@@ -99,6 +103,20 @@ class Metrics(Collector):
             "dns_staleness_propagation_seconds",
             "Closed missing windows: addition to the truth to the first probe that serves it.",
             ["layer", "reference"], buckets=BUCKETS, registry=registry)
+        self.client_window = Histogram(
+            "dns_staleness_client_window_seconds",
+            "Closed stale windows as a client of the profile can see them at worst: the "
+            "layer's window, or its last old answer plus the client's hold, if later.",
+            ["layer", "client", "reference"], buckets=CLIENT_BUCKETS, registry=registry)
+        self.client_propagation = Histogram(
+            "dns_staleness_client_propagation_seconds",
+            "Closed missing windows as a client of the profile can see them at worst.",
+            ["layer", "client", "reference"], buckets=CLIENT_BUCKETS, registry=registry)
+        self.client_unbounded = Counter(
+            "dns_staleness_client_windows_unbounded",
+            "Closed windows that a client of the profile never sees end: it holds the old "
+            "answer until it restarts (jvm-security-manager).",
+            ["layer", "client", "kind"], registry=registry)
         self.resolution = Histogram(
             "dns_staleness_window_resolution_seconds",
             "Closed windows of either kind: the gap between the last probe in the old state "
@@ -153,6 +171,20 @@ class Metrics(Collector):
                 self.clamped.labels(window.reference).inc()
         for race in races:
             self.races.labels(race.server.layer, race.reason).inc()
+
+    def record_clients(self, windows: Iterable[Window],
+                       profiles: Iterable[ClientProfile]) -> None:
+        for window in windows:
+            histogram = self.client_window if window.kind == STALE else self.client_propagation
+            for profile in profiles:
+                seconds = profile.seconds(window)
+                if seconds == FOREVER:
+                    if window.reference == "watch":  # once per window
+                        self.client_unbounded.labels(window.server.layer, profile.name,
+                                                     window.kind).inc()
+                else:
+                    histogram.labels(window.server.layer, profile.name,
+                                     window.reference).observe(seconds)
 
     def describe(self) -> Iterable[Metric]:
         return []
