@@ -18,7 +18,8 @@ from prometheus_client import CollectorRegistry
 
 from exporter import __version__
 from exporter.core.budget import Budget
-from exporter.core.comparator import Comparator, Observation, Outcome
+from exporter.core.clients import FOREVER
+from exporter.core.comparator import Comparator, Observation, Outcome, Window
 from exporter.core.dnsmsg import QueryWire
 from exporter.core.events import Kind, ObjectEvent, Relisted, SourceEvent, Synced
 from exporter.core.layers import Discovery
@@ -292,7 +293,7 @@ class Agent:
                     " past the layer's bound" if past else "",
                     kv=identity(w)
                     | {"seconds": round(w.seconds, 3), "resolution": round(w.resolution, 3),
-                       "bound": bound})
+                       "bound": bound, "clients": self._client_seconds(w)})
         if log.isEnabledFor(logging.DEBUG):
             for w in outcome.windows:
                 log.debug("window kind=%s layer=%s server=%s name=%s type=%s value=%s "
@@ -302,6 +303,12 @@ class Agent:
         if outcome.windows or outcome.races:
             for listener in self.outcome_listeners:
                 listener(outcome)
+
+    def _client_seconds(self, window: Window) -> str | None:
+        """`jvm=35.213 grpc=35.213`: the window as each client profile sees it at worst."""
+        seen = [(p.name, p.seconds(window)) for p in self.clients]
+        return " ".join(f"{name}={'forever' if s == FOREVER else round(s, 3)}"
+                        for name, s in seen) or None
 
     async def _probe(self, key: ProbeKey) -> None:
         prober = self.probers.get(key.server)

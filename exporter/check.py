@@ -26,6 +26,7 @@ from prometheus_client import CollectorRegistry
 
 from exporter import __version__
 from exporter.agent import Agent
+from exporter.core import records
 from exporter.core.budget import Budget
 from exporter.core.clients import FOREVER
 from exporter.core.comparator import Comparator, Observation, OpenWindow, Outcome
@@ -93,10 +94,10 @@ class Denied(Exception):
 
 
 def parse_target(text: str) -> Target:
-    namespace, sep, service = text.partition("/")
-    if not sep or not namespace or not service or "/" in service:
-        raise CheckUsageError(f"target must be NAMESPACE/SERVICE, got {text!r}")
-    return Target(namespace, service)
+    try:
+        return records.parse_target(text)
+    except ValueError as exc:
+        raise CheckUsageError(str(exc)) from None
 
 
 async def _get(api: KubeApi, path: str, params: Mapping[str, str] | None = None) -> Any:

@@ -1,4 +1,4 @@
-"""The command line: `run`, `demo` and `check`, with flags derived from Settings."""
+"""The command line: `run`, `demo`, `check` and `wait`, with flags derived from Settings."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from typing import NoReturn
 import uvloop
 
 from exporter import __version__
+from exporter.core.records import parse_target
 from exporter.io.logs import configure
 from exporter.settings import (
     Settings,
@@ -59,9 +60,11 @@ def build_parser() -> argparse.ArgumentParser:
         ("run", "run the agent on this node (in-cluster config, or a kubeconfig)"),
         ("demo", "reproduce the stale-record incident on loopback and measure it; no cluster"),
         ("check", "diagnose one headless Service's DNS now, and exit non-zero on a problem"),
+        ("wait", "block until every name of a headless Service resolves on every layer as the "
+                 "API has it (exit 0), or time out (exit 1): an init container's gate"),
     ):
         sub = commands.add_parser(command, help=text, description=text)
-        if command == "check":
+        if command in ("check", "wait"):
             sub.add_argument("target", metavar="NAMESPACE/SERVICE")
         _add_settings(sub, command)
     return parser
@@ -74,6 +77,7 @@ async def _serve(command: str, settings: Settings, target: str) -> int:
     from exporter.io.server import ListenError
     from exporter.io.webconfig import WebConfigError
     from exporter.run import run_agent
+    from exporter.wait import run_wait
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -82,6 +86,12 @@ async def _serve(command: str, settings: Settings, target: str) -> int:
     try:
         if command == "check":
             return await run_check(settings, target)
+        if command == "wait":
+            try:
+                parsed = parse_target(target)
+            except ValueError as exc:
+                raise CheckUsageError(str(exc)) from None
+            return await run_wait(settings, parsed, stop)
         if command == "demo":
             await run_demo(settings, stop=stop)
         else:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import difflib
 import math
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -25,7 +26,7 @@ from exporter.core.selection import PluginScope, SelectorError, parse_label_sele
 
 ENV_PREFIX = "DNS_STALENESS_"
 LAYERS = ("node-local", "kube-dns", "coredns", "resolv-conf")
-COMMANDS = ("run", "demo", "check")
+COMMANDS = ("run", "demo", "check", "wait")
 Check = Callable[[Any], str | None]
 
 
@@ -84,6 +85,12 @@ def _layers(values: tuple[str, ...]) -> str | None:
     return f"unknown layer {unknown[0]!r}; choose from {', '.join(LAYERS)}" if unknown else None
 
 
+def _hostnames(values: tuple[str, ...]) -> str | None:
+    bad = [v for v in values if not re.fullmatch(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?", v)]
+    return (f"{bad[0]!r} is not a hostname (a DNS label: lower-case letters, digits and -)"
+            if bad else None)
+
+
 def _client_profiles(values: tuple[str, ...]) -> str | None:
     try:
         clients.parse_all(values)
@@ -120,14 +127,15 @@ def _telemetry_path(value: str) -> str | None:
 
 def setting(default: Any, check: Check | None = None, commands: tuple[str, ...] = COMMANDS,
             per_command: Mapping[str, Any] | None = None, *, doc: str, flag: str = "",
-            aliases: tuple[str, ...] = ()) -> Any:
+            aliases: tuple[str, ...] = (), duration: bool = False) -> Any:
     """A field with its one-line doc, its validation, the commands that read it, any command's
     own default (demo and check probe faster: demo talks to its own lab, check is a one-shot),
     its flag when it is not the name's (the exporters' `--web.*` and `--log.*`), and older
-    flags that still work."""
+    flags that still work. A `duration` in seconds also takes a unit: 300s, 5m, 1h, 500ms."""
     return field(default=default,
                  metadata={"check": check, "commands": commands, "doc": doc, "flag": flag,
-                           "defaults": dict(per_command or {}), "aliases": aliases})
+                           "defaults": dict(per_command or {}), "aliases": aliases,
+                           "duration": duration})
 
 
 def default_for(name: str, command: str) -> Any:
@@ -153,7 +161,7 @@ class Settings:
         "/metrics", _telemetry_path, ("run", "demo"), flag="--web.telemetry-path",
         doc="Path under which the metrics are served.")
     log_level: str = setting(
-        "info", _level, COMMANDS, {"demo": "warning"}, flag="--log.level",
+        "info", _level, COMMANDS, {"demo": "warning", "wait": "warning"}, flag="--log.level",
         aliases=("--log-level",),
         doc=("Log level: debug, info, warn (or warning) or error, in any case; the demo's "
              "own view shows its windows."))
@@ -165,11 +173,11 @@ class Settings:
         doc=("Most windows that /status and /api/v1/status list of each kind: the oldest "
              "open ones, the newest closed ones; also caps the targets listed."))
     kubeconfig: str = setting(
-        "", None, ("run", "check"),
+        "", None, ("run", "check", "wait"),
         doc=("Kubeconfig file, or several joined by ':' and merged as kubectl does; empty "
              "means in-cluster config, then $KUBECONFIG, then ~/.kube/config."))
     context: str = setting(
-        "", None, ("run", "check"),
+        "", None, ("run", "check", "wait"),
         doc="The kubeconfig context to use; empty means its current-context.")
     zone: str = setting(
         "cluster.local", _dns_label,
@@ -187,7 +195,8 @@ class Settings:
         1000, _at_least(1, True), ("run",),
         doc="Most headless Services monitored at once; the rest are counted and logged as dropped.")
     probe_budget_qps: float = setting(
-        20.0, _between(1, 10000), ("run", "demo", "check"), {"demo": 500.0, "check": 200.0},
+        20.0, _between(1, 10000), ("run", "demo", "check", "wait"),
+        {"demo": 500.0, "check": 200.0},
         doc="Most DNS queries per second, over any one-second window, for all layers together.")
     probe_burst: int = setting(
         4, _at_least(1, True),
@@ -207,66 +216,66 @@ class Settings:
         300.0, _between(1, 86400),
         doc="Seconds after which fast mode gives up on a layer that never converges.")
     sweep_interval: float = setting(
-        30.0, _between(1, 86400),
+        30.0, _between(1, 86400), COMMANDS, {"wait": 2.0},
         doc="Seconds for one steady-state round of every name on every server, budget permitting.")
     history: float = setting(
         900.0, _between(10, 86400),
         doc=("Seconds a removed record stays attributable to its removal, and a removed name "
              "probed."))
     layers: tuple[str, ...] = setting(
-        LAYERS, _layers, ("run", "check"),
+        LAYERS, _layers, ("run", "check", "wait"), {"wait": ("node-local", "resolv-conf")},
         doc=("Discovered layers to probe, comma-separated: node-local, kube-dns, coredns, "
-             "resolv-conf."))
+             "resolv-conf (wait: the pod's own, node-local and resolv-conf)."))
     node_local_address: str = setting(
-        "169.254.20.10", _ip_port, ("run", "check"),
+        "169.254.20.10", _ip_port, ("run", "check", "wait"),
         doc=("The NodeLocal DNSCache address, IP or IP:PORT; the layer is used only once it "
              "serves the cluster zone (its SOA)."))
     balanced_layers: tuple[str, ...] = setting(
-        ("kube-dns",), None, ("run", "check"),
+        ("kube-dns",), None, ("run", "check", "wait"),
         doc=("Layers whose address spreads queries over replicas with caches of their own (a "
              "Service IP): a window there ends when the layer last served the old state."))
     balanced_confirm_probes: int = setting(
-        10, _at_least(1, True), ("run", "check"),
+        10, _at_least(1, True), ("run", "check", "wait"),
         doc=("Answers in a row in the new state that end a window on a balanced layer; one "
              "in the old state, from a replica behind, moves the end."))
     kube_dns_namespace: str = setting(
-        "kube-system", None, ("run", "check"),
+        "kube-system", None, ("run", "check", "wait"),
         doc="Namespace of the cluster DNS Service.")
     kube_dns_service: str = setting(
-        "kube-dns", None, ("run", "check"),
+        "kube-dns", None, ("run", "check", "wait"),
         doc="Name of the cluster DNS Service; its EndpointSlices list the CoreDNS replicas.")
     resolv_conf: str = setting(
-        "/etc/resolv.conf", None, ("run", "check"),
+        "/etc/resolv.conf", None, ("run", "check", "wait"),
         doc="resolv.conf whose first nameserver is the resolv-conf layer.")
     static_servers: tuple[str, ...] = setting(
-        (), _static, ("run", "check"),
+        (), _static, ("run", "check", "wait"),
         doc=("Extra servers, comma-separated NAME=IP[:PORT]; NAME is the layer, "
              "e.g. upstream=10.0.0.10."))
     endpoint_pod_names: bool = setting(
-        False, None, ("run", "check"),
+        False, None, ("run", "check", "wait"),
         doc=("Set when the cluster's CoreDNS kubernetes plugin has endpoint_pod_names: endpoints "
              "without a hostname are named by their pod; check reads it from the Corefile."))
     coredns_namespaces: tuple[str, ...] = setting(
-        (), None, ("run", "check"),
+        (), None, ("run", "check", "wait"),
         doc=("The kubernetes plugin's namespaces option: the namespaces CoreDNS exposes, "
              "comma-separated; empty means all. check reads it from the Corefile."))
     coredns_labels: str = setting(
-        "", _selector, ("run", "check"),
+        "", _selector, ("run", "check", "wait"),
         doc=("The kubernetes plugin's labels option: CoreDNS sees only Services and slices "
              "that match it. check reads it from the Corefile."))
     coredns_namespace_labels: str = setting(
-        "", _selector, ("run", "check"),
+        "", _selector, ("run", "check", "wait"),
         doc=("The kubernetes plugin's namespace_labels option; when set, run watches Namespaces "
              "(list and watch on namespaces). check reads it from the Corefile."))
     coredns_noendpoints: bool = setting(
-        False, None, ("run", "check"),
+        False, None, ("run", "check", "wait"),
         doc=("Set when the kubernetes plugin has noendpoints: every headless name is NXDOMAIN. "
              "check reads it from the Corefile."))
     node_name: str = setting(
         "", None, ("run",),
         doc="This node's name (downward API); it shards the per-replica CoreDNS probes.")
     coredns_replicas_per_node: int = setting(
-        1, _at_least(1, True), ("run", "check"),
+        1, _at_least(1, True), ("run", "check", "wait"),
         doc="CoreDNS replicas each node probes directly, chosen by rendezvous hashing of the node.")
     client_profiles: tuple[str, ...] = setting(
         ("jvm", "grpc"), _client_profiles, ("run", "demo", "check"),
@@ -286,15 +295,25 @@ class Settings:
         "table", _one_of("table", "json"), ("check",),
         doc="check's output: table (for people) or json (docs/check-output.schema.json).")
     follow: float = setting(
-        0.0, _between(0, 86400), ("check",), aliases=("--watch",),
+        0.0, _between(0, 86400), ("check",), aliases=("--watch",), duration=True,
         doc=("Seconds check keeps probing in fast mode, reporting every window that opens or "
              "closes."))
     max_staleness: float = setting(
         0.0, _between(0, 86400), ("check",),
         doc="check fails when a layer's configured staleness bound exceeds this; 0 means no limit.")
     deadline: float = setting(
-        30.0, _between(1, 3600), ("check",),
+        30.0, _between(1, 3600), ("check",), duration=True,
         doc="Seconds check may take before --follow time; it never hangs past this.")
+    replicas: int = setting(
+        0, _at_least(0, True), ("wait",),
+        doc="wait: ready addresses the Service must have, each resolving; 0 means any.")
+    names: tuple[str, ...] = setting(
+        (), _hostnames, ("wait",),
+        doc=("wait: hostnames (pod names of a StatefulSet or an indexed Job) whose own records "
+             "must resolve, comma-separated, e.g. worker-0,worker-1."))
+    timeout: float = setting(
+        300.0, _between(1, 86400), ("wait",), duration=True,
+        doc="Seconds wait waits before it gives up (exit 1, with what is still missing).")
 
     def plugin_scope(self) -> PluginScope:
         """What the cluster's CoreDNS exposes, by the options above."""
@@ -350,7 +369,11 @@ def settings_for(command: str) -> list[str]:
 _BOOLEANS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
 
 
-def _convert(raw: Any, kind: Any) -> Any:
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+_DURATION = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)\s*$")
+
+
+def _convert(raw: Any, kind: Any, duration: bool = False) -> Any:
     if kind == "tuple[str, ...]":
         if isinstance(raw, list | tuple):
             items = [str(v) for v in raw]
@@ -372,10 +395,13 @@ def _convert(raw: Any, kind: Any) -> Any:
             raise ValueError(f"must be a whole number, got {raw!r}")
         return int(text)
     if kind == "float":
+        if duration and isinstance(raw, str) and (match := _DURATION.match(raw)):
+            return float(match[1]) * _UNITS[match[2]]
         try:
             value = float(raw)
         except ValueError:
-            raise ValueError(f"must be a number, got {raw!r}") from None
+            unit = " of seconds, or with a unit: 300s, 5m, 1h" if duration else ""
+            raise ValueError(f"must be a number{unit}, got {raw!r}") from None
         if not math.isfinite(value):
             raise ValueError(f"must be a finite number, got {raw!r}")
         return value
@@ -432,7 +458,8 @@ def load(command: str, flags: Mapping[str, Any], env: Mapping[str, str],
             if describe is not flag_of and name not in used:
                 continue  # one file or environment can serve every command
             try:
-                values[name] = _convert(raw, kinds[name])
+                values[name] = _convert(raw, kinds[name],
+                                        Settings.__dataclass_fields__[name].metadata["duration"])
             except ValueError as exc:
                 raise SettingsError(name, describe(name), str(exc)) from None
             sources[name] = describe(name)
@@ -440,7 +467,7 @@ def load(command: str, flags: Mapping[str, Any], env: Mapping[str, str],
         level = str(values["log_level"]).lower()
         values["log_level"] = _LEVEL_ALIASES.get(level, level)
     settings = replace(Settings(), **values).validate(sources)
-    if command in ("run", "check") and not settings.layers and not settings.static_servers:
+    if command in ("run", "check", "wait") and not settings.layers and not settings.static_servers:
         raise SettingsError("layers", sources.get("layers", "default"),
                             "is empty and so is static_servers: nothing to probe; name a "
                             f"layer ({', '.join(LAYERS)}) or a static server")

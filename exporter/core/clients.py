@@ -6,12 +6,14 @@ keeps that answer for as long as its runtime holds one, whatever the layer does 
 From a closed window this module computes that worst case (docs/metrics.md, "Client profiles",
 gives each profile's formula and source):
 
-    client = max(window, last_old + hold(ttl_old) [+ stale, if a probe failed meanwhile])
+    client = max(window, max(last_old, 0) + hold(ttl_old) [+ stale, if a probe failed])
 
-`last_old` is when the layer last served the old state (from the window's reference), `ttl_old`
-the TTL it served it with, and `hold` the profile's rule for a positive answer or, when the old
-state was no record at all, for a failure. A client that asked between that answer and the
-window's end can hold it later still, by at most the window's resolution.
+`last_old` is when the layer last served the old state (from the window's reference; a probe
+before the change counts as the change itself, since the layer served the old state until
+then as far as anyone knows), `ttl_old` the TTL it served it with, and `hold` the profile's
+rule for a positive answer or, when the old state was no record at all, for a failure. A
+client that asked between that answer and the window's end can hold it later still, by at
+most the window's resolution.
 
 Pure code: no clock, no IO.
 """
@@ -69,7 +71,9 @@ class ClientProfile:
         if hold == 0:
             return window.seconds
         extra = self.stale if window.blind else 0.0
-        return max(window.seconds, window.last_old + hold + extra)
+        # The layer served the old state up to the change as far as anyone knows, even when the
+        # last probe that saw it came earlier: a client may have asked at the change itself.
+        return max(window.seconds, max(window.last_old, 0.0) + hold + extra)
 
     def describe(self) -> str:
         text = f"answers {self.positive.describe()}, failures {self.negative.describe()}"

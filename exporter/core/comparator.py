@@ -238,6 +238,8 @@ class Comparator:
                 qs = _QuestionState(update.target, cells={s: _Cell() for s in self.servers})
                 self._questions[question] = qs
                 names.add(question)
+                if self.synced:  # a name new since the sync (a new pod's AAAA): ask it soon
+                    outcome.changed.add(question)
             qs.in_truth = question in answers
             new = answers.get(question, frozenset())
             removed = [v for v in qs.expected if v not in new]
@@ -373,6 +375,17 @@ class Comparator:
         cell = qs.cells.get(server)
         return (cell is not None and not cell.stale and not cell.missing
                 and cell.last_sent is not None and cell.last_sent >= qs.changed_at)
+
+    def expected(self, question: Question) -> frozenset[str] | None:
+        """What the truth has for the name; None when the name is not in it."""
+        qs = self._questions.get(question)
+        return frozenset(qs.expected) if qs is not None and qs.in_truth else None
+
+    def served(self, question: Question, server: ServerRef) -> frozenset[str] | None:
+        """What the server last answered for the name; None before its first answer."""
+        qs = self._questions.get(question)
+        cell = qs.cells.get(server) if qs is not None else None
+        return cell.served if cell is not None and cell.last_sent is not None else None
 
     def prune(self, now: float) -> list[Target]:
         """Forget retired names once settled or too old; returns targets whose names changed."""

@@ -38,6 +38,14 @@ class ServerRef:
     address: str
 
 
+def parse_target(text: str) -> Target:
+    """`NAMESPACE/SERVICE`; ValueError with the one line to print otherwise."""
+    namespace, sep, service = text.partition("/")
+    if not sep or not namespace or not service or "/" in service:
+        raise ValueError(f"target must be NAMESPACE/SERVICE, got {text!r}")
+    return Target(namespace, service)
+
+
 def service_domain(target: Target, zone: str) -> str:
     """`<svc>.<ns>.svc.<zone>.`, the name the kubernetes plugin serves for a Service."""
     return f"{target.service}.{target.namespace}.svc.{zone.strip('.')}.".lower()

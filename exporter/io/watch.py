@@ -74,12 +74,12 @@ class Resource:
 
 
 def resources(namespaces: tuple[str, ...], dns_namespace: str,
-              dns_service: str, namespace_labels: str = "") -> list[Resource]:
+              dns_service: str, namespace_labels: str = "", *, dns: bool = True) -> list[Resource]:
     """Headless slices (the controller labels them; hand-made slices opt in with the same
     label), mirrored slices (the mirroring controller never adds that label; the selectors are
     disjoint, so no slice comes twice), all Services (headless is a spec field, not a label),
-    the kube-dns pieces, and with `namespace_labels` (the kubernetes plugin's option of that
-    name) the Namespaces that CoreDNS exposes."""
+    the kube-dns pieces (with `dns`), and with `namespace_labels` (the kubernetes plugin's
+    option of that name) the Namespaces that CoreDNS exposes."""
     scopes: tuple[str | None, ...] = namespaces or (None,)
     out = [Resource(Kind.ENDPOINT_SLICE, "discovery.k8s.io", "endpointslices", ns,
                     HEADLESS_LABEL) for ns in scopes]
@@ -91,11 +91,12 @@ def resources(namespaces: tuple[str, ...], dns_namespace: str,
                      optional_field_selector=True) for ns in scopes]
     if namespace_labels:
         out.append(Resource(Kind.NAMESPACE, "", "namespaces", label_selector=namespace_labels))
-    out.append(Resource(Kind.DNS_SERVICE, "", "services", dns_namespace,
-                        field_selector=f"metadata.name={dns_service}"))
-    out.append(Resource(Kind.DNS_ENDPOINT_SLICE, "discovery.k8s.io", "endpointslices",
-                        dns_namespace,
-                        f"{SERVICE_NAME_LABEL}={dns_service}"))
+    if dns:  # without the kube-dns and coredns layers, nothing outside `namespaces` is read
+        out.append(Resource(Kind.DNS_SERVICE, "", "services", dns_namespace,
+                            field_selector=f"metadata.name={dns_service}"))
+        out.append(Resource(Kind.DNS_ENDPOINT_SLICE, "discovery.k8s.io", "endpointslices",
+                            dns_namespace,
+                            f"{SERVICE_NAME_LABEL}={dns_service}"))
     return out
 
 

@@ -11,7 +11,7 @@ import sys
 import threading
 import time
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -245,3 +245,53 @@ class Checker:
                     return when - since
             time.sleep(0.05)
         raise AssertionError(f"{layer} never changed {name} {rtype} within {timeout}s")
+
+
+class ClientFleet:
+    """Clients of the test's own that cache as a profile says: `count` of them, their first
+    lookups spread over `spread` seconds, each asking the server again only when its copy has
+    expired (`hold` of the TTL it got), and dialling whatever its copy holds meanwhile."""
+
+    def __init__(self, server: tuple[str, int], name: str, hold: Callable[[int], float],
+                 count: int, spread: float, tick: float = 0.01) -> None:
+        self.server, self.name, self.hold, self.tick = server, name, hold, tick
+        self.count, self.spread = count, spread
+        self.copies: list[tuple[float, float, frozenset[str]]] = []
+        """(asked, held until, addresses) of every lookup."""
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _ask(self) -> tuple[frozenset[str], int] | None:
+        try:
+            answer = dns.query.udp(dns.message.make_query(self.name, "A"), self.server[0],
+                                   port=self.server[1], timeout=0.5)
+        except (dns.exception.Timeout, OSError):
+            return None
+        rrsets = [r for r in answer.answer if r.rdtype == dns.rdatatype.A]
+        if not rrsets:
+            return None
+        return frozenset(r.to_text() for r in rrsets[0]), rrsets[0].ttl
+
+    def _run(self) -> None:
+        start = time.monotonic()
+        expires = [start + i * self.spread / self.count for i in range(self.count)]
+        while not self._stop.is_set():
+            now = time.monotonic()
+            for i, expiry in enumerate(expires):
+                if now >= expiry and (got := self._ask()) is not None:
+                    values, ttl = got
+                    expires[i] = time.monotonic() + self.hold(ttl)
+                    self.copies.append((now, expires[i], values))
+            self._stop.wait(self.tick)
+
+    def start(self) -> ClientFleet:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def dialled_until(self, value: str) -> float:
+        """The last moment any client still held `value`."""
+        return max(until for _, until, values in self.copies if value in values)

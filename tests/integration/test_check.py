@@ -119,6 +119,14 @@ def test_healthy_service_is_all_ok(env: Env) -> None:
     assert ("ok", "node-local can serve a removed record for up to 10 s, a cached NXDOMAIN for "
                   "up to 10 s") in lines(report, "cluster-dns")
     assert report["bounds"]["node-local"] == {"stale": 10, "negative": 10}
+    # What each client profile can see: the bound plus its hold (kubernetes plugin TTL 5).
+    assert lines(report, "clients") == [
+        ("ok", "jvm clients can dial a deleted pod for up to 40 s through node-local (bound "
+               "10 s), a new pod unknown for up to 20 s; for up to 35 s through coredns (bound "
+               "5 s), a new pod unknown for up to 15 s"),
+        ("ok", "grpc clients can dial a deleted pod for up to 40 s through node-local (bound "
+               "10 s), a new pod unknown for up to 40 s; for up to 35 s through coredns (bound "
+               "5 s), a new pod unknown for up to 35 s")]
     assert lines(report, "resolver") == [
         ("ok", f"{form!r} takes {n} queries per address family (ndots:5); a lost packet on "
                "any costs 5 s")

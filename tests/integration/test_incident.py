@@ -16,7 +16,15 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.integration.agent import SCENARIOS, AgentProcess, AgentWindow, Checker
+from exporter.core.clients import BUILTIN, parse
+from tests.integration.agent import (
+    SCENARIOS,
+    AgentProcess,
+    AgentWindow,
+    Checker,
+    ClientFleet,
+    log_lines,
+)
 from tests.rig import CoreDNS, KubeApiServer, KubeClient, Rig, api_path
 
 pytestmark = pytest.mark.rig
@@ -33,6 +41,11 @@ BOUND = {"coredns": CLUSTER_CACHE + 1.0,
          "node-local": CLUSTER_CACHE + max(5, min(CLUSTER_TTL, NODELOCAL_SUCCESS)) + 1.0}
 """Cluster cache lifetime plus informer slack; node-local re-caches the remaining TTL under
 its 5 s floor, so it adds up to 5 s more."""
+
+
+LOOPS = {"hold4": "hold4=positive:4;negative:2", "ttl": "ttl=positive:ttl;negative:ttl"}
+"""Custom profiles that the client loops of test_clients_... follow: a JVM-like fixed hold (of
+4 s, to keep the test short), and a client that keeps each answer for its TTL."""
 
 
 def fqdn(name: str) -> str:
@@ -107,7 +120,8 @@ def lab(rig_bins: Rig, apiserver: KubeApiServer, kube: KubeClient,
         "--static-servers", f"coredns={cluster.address}:{cluster.port}",
         "--node-local-address", f"{nodelocal.address}:{nodelocal.port}",
         "--probe-budget-qps", "400", "--probe-burst", "20", "--fast-interval", str(FAST),
-        "--sweep-interval", "5", "--node-name", "rig-node-0"])
+        "--sweep-interval", "5", "--node-name", "rig-node-0",
+        "--client-profiles", ",".join([*BUILTIN, *LOOPS.values()])])
     agent.start()
     try:
         yield Lab(kube, cluster, nodelocal, agent)
@@ -231,3 +245,67 @@ def test_metrics_carry_the_closed_windows(lab: Lab) -> None:
             assert float(line.split()[-1]) >= 1, line
     assert 'dns_staleness_layer_up{layer="node-local"' in text
     assert "dns_staleness_targets 2.0" in text
+
+
+def test_clients_see_the_scale_down_as_their_profiles_say(lab: Lab) -> None:
+    """Client loops of the test's own on node-local, each caching as a custom profile says:
+    the last moment any of them still dials the deleted pod's IP against the agent's window
+    for that profile. The loops' lookups are spread over one hold, so that one of them asks
+    close to the worst moment, as the profile's worst case assumes."""
+    ips = [lab.pod("api", f"api-{i}") for i in range(3)]
+    lab.kube.create_headless_service(NS, "api", {"app": "api"})
+    lab.kube.wait_for_endpointslice(NS, "api", lambda s: sum(
+        len(x.get("endpoints") or []) for x in s) == 3)
+    lab.converged()
+    node_local = lab.servers["node-local"]
+    # Each loop holds an answer as its profile says: the agent's own rule, applied by a
+    # client that really asks node-local and would dial what it holds.
+    fleets = {name: ClientFleet(node_local, fqdn("api"), parse(spec).positive.seconds,
+                                count, spread)
+              for (name, spec), (count, spread) in zip(LOOPS.items(), ((40, 4.0), (10, 1.0)),
+                                                       strict=True)}
+    for fleet in fleets.values():
+        fleet.start()
+    time.sleep(6)
+    since = len(lab.agent.windows())
+    log_from = lab.agent.log_path.stat().st_size
+    t0 = time.monotonic()
+    lab.kube.delete_pod(NS, "api-2", grace_seconds=0)
+    try:
+        layer_windows = {layer: lab.window(since, "stale", layer, fqdn("api"), "A", ips[2])
+                         for layer in ("coredns", "node-local")}
+        time.sleep(6)  # the longest loop hold, and then some
+    finally:
+        for fleet in fleets.values():
+            fleet.stop()
+    with lab.agent.log_path.open() as log:
+        log.seek(log_from)
+        closed = [line for line in log_lines(log.read()) if line.msg == "stale window closed"
+                  and line.fields.get("name") == fqdn("api")
+                  and line.fields.get("value") == ips[2]]
+    clients = {line.fields["layer"]: dict(pair.split("=") for pair in
+                                          line.fields["clients"].split())
+               for line in closed}
+    print("\nscale-down of api, what clients see (agent, watch reference):")
+    print(f"  {'client':<22}{'coredns':>10}{'node-local':>12}")
+    print(f"  {'(the layer itself)':<22}" + "".join(
+        f"{layer_windows[layer].seconds:>{w}.2f}" for layer, w in (("coredns", 10),
+                                                                   ("node-local", 12))))
+    for name in [*BUILTIN, *LOOPS]:
+        print(f"  {name:<22}{clients['coredns'][name]:>10}{clients['node-local'][name]:>12}")
+    window = layer_windows["node-local"]
+    for name, fleet in fleets.items():
+        model = float(clients["node-local"][name])
+        measured = fleet.dialled_until(ips[2]) - t0
+        # One lookup in `spread / count` is closest to the worst moment; the loop's tick and
+        # the watch's receipt (the agent's reference) after t0; a TTL in whole seconds.
+        slack = window.resolution + fleet.spread / fleet.count + fleet.tick + SLACK
+        slack += 1.0 if name == "ttl" else 0.0
+        print(f"  client loop {name}: dialled {ips[2]} for {measured:.2f} s after the "
+              f"deletion; the agent's {name} window {model:.2f} s (resolution "
+              f"{window.resolution:.2f} s)")
+        SCENARIOS.append((f"client loop {name} (scale-down)", "node-local", "-",
+                          f"{measured:.2f}s", f"{model:.2f}s"))
+        assert abs(measured - model) <= slack, (name, measured, model, slack)
+        assert model >= window.seconds
+    lab.converged()

@@ -108,7 +108,7 @@ def test_every_setting_is_documented_and_reachable() -> None:
     names = set(Settings.__dataclass_fields__)
     assert set(docs) == names
     assert all(docs[n] and "\n" not in docs[n] for n in names)
-    assert set().union(*(settings_for(c) for c in ("run", "demo", "check"))) == names
+    assert set().union(*(settings_for(c) for c in ("run", "demo", "check", "wait"))) == names
 
 
 def test_check_rejects_a_bad_target(capsys: pytest.CaptureFixture[str]) -> None:
