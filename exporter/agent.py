@@ -13,6 +13,7 @@ import random
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from pathlib import Path
 
 from prometheus_client import CollectorRegistry
 
@@ -34,13 +35,15 @@ from exporter.core.objects import (
     parse_slice,
 )
 from exporter.core.records import Question, ServerRef, Target
+from exporter.core.resolvconf import ResolvConf
+from exporter.core.resolvconf import parse as parse_resolv_conf
 from exporter.core.schedule import ProbeKey, Scheduler
 from exporter.core.selection import Selection
 from exporter.core.status import ClosedLog, Inputs, bound_of, document, identity
 from exporter.core.truth import Truth, Update
 from exporter.io.logs import Throttle
 from exporter.io.metrics import Metrics, Snapshot
-from exporter.io.probe import Prober, ProbeResult
+from exporter.io.probe import Prober, ProbeResult, SearchProber
 from exporter.io.server import HttpServer
 from exporter.io.tasks import Background
 from exporter.io.webconfig import Served, WebConfigError
@@ -65,10 +68,12 @@ class Agent:
         self.settings = settings
         self.metrics = metrics
         self.clock, self.wall = clock, wall
-        selection = Selection(frozenset(settings.namespaces), settings.label_selector,
-                              settings.opt_out_annotation)
+        selection = Selection(frozenset(settings.watched_namespaces()), settings.label_selector,
+                              settings.opt_out_annotation, settings.targets())
+        self.search = self._search_conf(settings)
+        """The pod's resolv.conf when its names are probed as applications write them."""
         self.truth = Truth(settings.zone, selection.matcher(), settings.max_targets,
-                           scope=settings.plugin_scope())
+                           scope=settings.plugin_scope(), written=self.search is not None)
         self.comparator = Comparator(settings.history, settings.balanced_confirm_probes)
         self.scheduler = Scheduler(
             Budget(settings.probe_budget_qps, settings.probe_burst), rng or random.Random(),
@@ -76,7 +81,7 @@ class Agent:
             sweep_interval=settings.sweep_interval, fast_backoff_max=settings.fast_backoff_max)
         self.wire = QueryWire()
         self.discovery = discovery
-        self.probers: dict[ServerRef, Prober] = {}
+        self.probers: dict[ServerRef, Prober | SearchProber] = {}
         self._layer_up: dict[ServerRef, bool] = {}
         self._kick = asyncio.Event()
         self._sweep_short = False
@@ -213,6 +218,13 @@ class Agent:
                         "servers; set kube_dns_namespace and kube_dns_service to the "
                         "cluster's DNS Service", where)
 
+    @staticmethod
+    def _search_conf(settings: Settings) -> ResolvConf | None:
+        """Settings.validate checked that the file reads."""
+        if not settings.search_names:
+            return None
+        return parse_resolv_conf(Path(settings.resolv_conf).read_text())
+
     def set_servers(self, servers: tuple[ServerRef, ...]) -> None:
         """Start probing new servers and forget removed ones."""
         if set(servers) == set(self.probers):
@@ -222,8 +234,9 @@ class Agent:
             self.probers.pop(server).close()
             self._layer_up.pop(server, None)
         for server in gained:
-            self.probers[server] = Prober(server, self.settings.probe_timeout, self.wire,
-                                          self.clock)
+            prober = Prober(server, self.settings.probe_timeout, self.wire, self.clock)
+            self.probers[server] = prober if self.search is None else SearchProber(
+                prober, self.search, self.scheduler.budget)
         if self._running:
             for verb, which in (("lost", lost), ("gained", gained)):
                 if which:

@@ -88,8 +88,9 @@ async def _watch(settings: Settings, agent: Agent, discovery: Discovery, api: Ku
     async with Background() as tasks:
         source = KubeSource(
             api,
-            resources(settings.namespaces, settings.kube_dns_namespace,
-                      settings.kube_dns_service, settings.coredns_namespace_labels),
+            resources(settings.watched_namespaces(), settings.kube_dns_namespace,
+                      settings.kube_dns_service, settings.coredns_namespace_labels,
+                      dns=bool({"kube-dns", "coredns"} & set(settings.layers))),
             on_restart=lambda reason: metrics.watch_restarts.labels(reason).inc(),
             watch_timeout=settings.watch_timeout, start_jitter=settings.watch_start_jitter)
         tasks.start(agent.run(source.events(), stop), "agent")

@@ -21,7 +21,7 @@ from typing import Any
 import yaml
 
 from exporter.core import clients
-from exporter.core.records import ip_value, split_address
+from exporter.core.records import Target, ip_value, parse_target, split_address
 from exporter.core.selection import PluginScope, SelectorError, parse_label_selector
 
 ENV_PREFIX = "DNS_STALENESS_"
@@ -83,6 +83,15 @@ def _selector(value: str) -> str | None:
 def _layers(values: tuple[str, ...]) -> str | None:
     unknown = [v for v in values if v not in LAYERS]
     return f"unknown layer {unknown[0]!r}; choose from {', '.join(LAYERS)}" if unknown else None
+
+
+def _targets(values: tuple[str, ...]) -> str | None:
+    for value in values:
+        try:
+            parse_target(value)
+        except ValueError as exc:
+            return str(exc)
+    return None
 
 
 def _hostnames(values: tuple[str, ...]) -> str | None:
@@ -277,6 +286,16 @@ class Settings:
     coredns_replicas_per_node: int = setting(
         1, _at_least(1, True), ("run", "check", "wait"),
         doc="CoreDNS replicas each node probes directly, chosen by rendezvous hashing of the node.")
+    services: tuple[str, ...] = setting(
+        (), _targets, ("run",),
+        doc=("NAMESPACE/SERVICE entries to monitor, comma-separated (a sidecar's dependencies); "
+             "empty means every headless Service selected; without namespaces, only theirs "
+             "are watched."))
+    search_names: bool = setting(
+        False, None, ("run",),
+        doc=("Sidecar mode: also probe each Service as its pod's applications write it, "
+             "`svc.ns`, through resolv.conf's search list and ndots as glibc expands it "
+             "(one query per name tried); needs layers=resolv-conf alone."))
     client_profiles: tuple[str, ...] = setting(
         ("jvm", "grpc"), _client_profiles, ("run", "demo", "check"),
         doc=("Client caches to model, comma-separated: built-in jvm, jvm-security-manager, "
@@ -320,6 +339,14 @@ class Settings:
         return PluginScope(frozenset(self.coredns_namespaces), self.coredns_labels,
                            self.coredns_namespace_labels, self.coredns_noendpoints)
 
+    def targets(self) -> frozenset[Target]:
+        """The Services of `services`."""
+        return frozenset(parse_target(value) for value in self.services)
+
+    def watched_namespaces(self) -> tuple[str, ...]:
+        """`namespaces`, or those of `services`: only they need watching, and a Role each."""
+        return self.namespaces or tuple(sorted({t.namespace for t in self.targets()}))
+
     def client_models(self) -> tuple[clients.ClientProfile, ...]:
         """The client profiles of client_profiles (validated already)."""
         return clients.parse_all(self.client_profiles)
@@ -334,6 +361,14 @@ class Settings:
             raise SettingsError("coredns_namespace_labels",
                                 sources.get("coredns_namespace_labels", "default"),
                                 "cannot be set with coredns_namespaces: CoreDNS refuses both")
+        if self.search_names and (set(self.layers) != {"resolv-conf"} or self.static_servers):
+            raise SettingsError("search_names", sources.get("search_names", "default"),
+                                "probes through the pod's resolver only: set layers to "
+                                "resolv-conf and no static_servers (docs/sidecar.md)")
+        if self.search_names and not Path(self.resolv_conf).is_file():
+            raise SettingsError("resolv_conf", sources.get("resolv_conf", "default"),
+                                f"{self.resolv_conf} is not a readable file, which "
+                                "search_names expands names with")
         if self.probe_burst > self.probe_budget_qps:
             raise SettingsError("probe_burst", sources.get("probe_burst", "default"),
                                 f"must not exceed probe_budget_qps ({self.probe_budget_qps:g})")

@@ -82,6 +82,7 @@ def _check_schema(name: str, check: Callable[[Any], str | None] | None) -> Json:
         # The agent's rule: 1 to 63 characters between dots, outer dots ignored.
         s._dns_label: {"pattern": r"^\.*[^.]{1,63}(\.[^.]{1,63})*\.*$"},
         s._selector: {},  # selector syntax is left to the agent's own parser
+        s._targets: {"items": {"pattern": "^[^/]+/[^/]+$"}},
         s._client_profiles: {},  # so is a custom profile's
         s._telemetry_path: {"pattern": r"^/[^\s?#]*$"},  # the reserved paths: the agent
     }

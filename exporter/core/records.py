@@ -51,6 +51,12 @@ def service_domain(target: Target, zone: str) -> str:
     return f"{target.service}.{target.namespace}.svc.{zone.strip('.')}.".lower()
 
 
+def written_name(target: Target) -> str:
+    """`<svc>.<ns>`, relative: the Service as an application in any namespace writes it, which
+    the resolver expands through its search list."""
+    return f"{target.service}.{target.namespace}".lower()
+
+
 def ip_value(text: str) -> str:
     """Canonical text of an IP address; raises ValueError on anything else."""
     return str(ipaddress.ip_address(text.strip()))

@@ -8,6 +8,7 @@ from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 
 from exporter.core.objects import ServiceState
+from exporter.core.records import Target
 
 _TERM = re.compile(
     r"^\s*(?:(?P<neg>!)\s*(?P<absent>[\w./-]+)"
@@ -64,13 +65,18 @@ class Selection:
     """Namespaces to monitor; empty means all."""
     label_selector: str = ""
     opt_out_annotation: str = "dns-staleness-exporter.io/ignore"
+    services: frozenset[Target] = frozenset()
+    """Services to monitor by name; empty means every one that the rest selects."""
 
     def matcher(self) -> Callable[[ServiceState], bool]:
         labels_match = parse_label_selector(self.label_selector)
-        namespaces, annotation = self.namespaces, self.opt_out_annotation
+        namespaces, annotation, services = self.namespaces, self.opt_out_annotation, \
+            self.services
 
         def selected(service: ServiceState) -> bool:
             if namespaces and service.target.namespace not in namespaces:
+                return False
+            if services and service.target not in services:
                 return False
             if dict(service.annotations).get(annotation, "").lower() in ("true", "1", "yes"):
                 return False

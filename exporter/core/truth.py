@@ -13,7 +13,14 @@ from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 
 from exporter.core.objects import ServiceState, SliceState
-from exporter.core.records import Question, Target, rtype_of, service_domain, srv_value
+from exporter.core.records import (
+    Question,
+    Target,
+    rtype_of,
+    service_domain,
+    srv_value,
+    written_name,
+)
 from exporter.core.selection import PluginScope
 
 Answers = Mapping[Question, frozenset[str]]
@@ -126,6 +133,9 @@ class Truth:
     exposed: set[str] | None = None
     """Namespaces that match the plugin's `namespace_labels`, from their watch; None without
     that option."""
+    written: bool = False
+    """Also expect each Service's addresses at `svc.ns`, the name as applications write it,
+    which a search-list prober resolves (the sidecar's `search_names`)."""
     _reasons: dict[Target, frozenset[str]] = field(default_factory=dict, init=False)
     """The misconfigurations of each monitored target that has any."""
     _dirty: set[Target] = field(default_factory=set, init=False)
@@ -145,7 +155,15 @@ class Truth:
                              self.slices.get(target, {}).values(), self.exposed)
 
     def _answers(self, target: Target) -> Answers:
-        return expected_answers(self.services[target], self._served(target)[1], self.zone)
+        answers = dict(expected_answers(self.services[target], self._served(target)[1],
+                                        self.zone))
+        if self.written:
+            domain = service_domain(target, self.zone)
+            for rtype in ("A", "AAAA"):
+                found = answers.get(Question(domain, rtype))
+                if found is not None:
+                    answers[Question(written_name(target), rtype)] = found
+        return answers
 
     def _admit(self, target: Target, stamp: Stamp) -> list[Update]:
         self._dirty.add(target)

@@ -12,10 +12,12 @@ import random
 import struct
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
+from exporter.core.budget import Budget
 from exporter.core.dnsmsg import Answer, Malformed, QueryWire, read_header, reduce
 from exporter.core.records import Question, ServerRef, split_address
+from exporter.core.resolvconf import ResolvConf, candidates
 
 log = logging.getLogger(__name__)
 
@@ -201,3 +203,36 @@ class Prober:
         if self._transport is not None:
             self._transport.close()
             self._transport = None
+
+
+class SearchProber:
+    """Asks a relative name as an application's resolver does: each name of resolv.conf's
+    search list and ndots in turn (core/resolvconf.py `candidates`), until one answers with
+    records or fails; an absolute name goes straight through. Each name tried after the first
+    takes its own query from the budget, waiting for it, so a search never exceeds it."""
+
+    def __init__(self, prober: Prober, conf: ResolvConf, budget: Budget) -> None:
+        self.prober, self.conf, self.budget = prober, conf, budget
+        self.server = prober.server
+
+    async def _query(self) -> None:
+        # The budget refills with time; no event says when, so wait for the time it names.
+        while not self.budget.try_take(now := self.prober.clock()):  # noqa: ASYNC110
+            await asyncio.sleep(max(0.0, self.budget.next_free(now) - now))
+
+    async def probe(self, question: Question) -> ProbeResult:
+        if question.name.endswith("."):
+            return await self.prober.probe(question)
+        names = candidates(question.name, self.conf)
+        first = result = await self.prober.probe(Question(names[0], question.rtype))
+        for name in names[1:]:
+            # An error ends the search as it ends the application's lookup; NXDOMAIN and an
+            # empty answer send it to the next name.
+            if result.answer is None or result.answer.values:
+                break
+            await self._query()
+            result = await self.prober.probe(Question(name, question.rtype))
+        return replace(result, question=question, sent=first.sent)
+
+    def close(self) -> None:
+        self.prober.close()

@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import json
+import re
 import ssl
 import subprocess
 import sys
@@ -482,3 +483,44 @@ def test_the_runbooks_check_works_with_the_default_rbac(
     RESULTS.append(("the runbook's check as the agent's ServiceAccount, default RBAC",
                     f"exit {out.returncode}; dns: {by_section['dns']['message']}; pods: "
                     f"{by_section['pods']['message']}"))
+
+
+def test_the_documented_sidecar_patch_passes_restricted(
+        kube: KubeClient, crds: None, restricted_ns: str, created: list[str]) -> None:
+    """docs/sidecar.md's patch, merged into a restricted Deployment as `kubectl patch` would,
+    with its Role, RoleBinding and PodMonitor: strict dry runs, no Pod Security warning."""
+    blocks = [yaml.safe_load_all(block) for block in re.findall(
+        r"```yaml\n(.*?)```", (ROOT / "docs" / "sidecar.md").read_text(), re.DOTALL)]
+    patch, rbac, monitor = ([doc for doc in block if doc] for block in blocks)
+    (patch_spec,) = patch
+    restricted = {"runAsNonRoot": True, "allowPrivilegeEscalation": False,
+                  "capabilities": {"drop": ["ALL"]}, "seccompProfile": {"type": "RuntimeDefault"}}
+    pod = {"serviceAccountName": "checkout",
+           "containers": [{"name": "checkout", "image": "checkout:1", "securityContext": {
+               **restricted, "runAsUser": 1000}}]}
+    sidecar = patch_spec["spec"]["template"]["spec"]
+    pod["containers"] += sidecar["containers"]
+    pod["volumes"] = sidecar["volumes"]
+    deployment = {"apiVersion": "apps/v1", "kind": "Deployment",
+                  "metadata": {"name": "checkout", "namespace": restricted_ns},
+                  "spec": {"selector": {"matchLabels": {"app": "checkout"}},
+                           "template": {"metadata": {"labels": {"app": "checkout"}},
+                                        "spec": pod}}}
+    create(kube, {"apiVersion": "v1", "kind": "ServiceAccount",
+                  "metadata": {"name": "checkout", "namespace": restricted_ns}}, created)
+    objects = [deployment, *rbac, *monitor]
+    for obj in objects:
+        obj["metadata"]["namespace"] = restricted_ns
+        for subject in obj.get("subjects", []):
+            subject["namespace"] = restricted_ns
+        status, body, warnings = post(kube, obj, dry_run=True)
+        assert status == 201, (obj["kind"], body.get("message"))
+        assert not warnings, (obj["kind"], warnings)
+    status, body, warnings = post(kube, {
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "checkout-0",
+                                                         "namespace": restricted_ns},
+        "spec": pod}, dry_run=True)
+    assert status == 201 and not warnings, (body.get("message"), warnings)
+    RESULTS.append(("docs/sidecar.md's patch on a Deployment, its Role, RoleBinding and "
+                    "PodMonitor, in the restricted namespace",
+                    f"{len(objects)} objects and the Pod accepted, no warnings"))

@@ -328,3 +328,28 @@ def test_a_namespace_that_comes_to_match_namespace_labels_is_served() -> None:
     assert gone.gap and gone.answers is not None and not gone.answers[Question(D, "A")]
     [back] = truth.delete_namespace("ns", 4.0)  # still out: the same answers again
     assert back.answers == gone.answers
+
+
+def test_written_names_expect_the_services_addresses() -> None:
+    """The sidecar's search_names: `web.ns`, as an application writes it, expects what the
+    FQDN has; nothing else is added."""
+    truth = Truth("cluster.local", lambda s: True, 10, written=True)
+    truth.apply_service(parse_service(service()), 1.0)
+    (update,) = truth.apply_slice(parse_slice(slice_("s1", endpoint("10.1.0.1", "web-0"))),
+                                  2.0, 0.0)
+    assert update.answers is not None
+    assert update.answers[Question("web.ns", "A")] == update.answers[Question(D, "A")] == \
+        frozenset({"10.1.0.1"})
+    assert Question("web.ns", "AAAA") not in update.answers  # as the FQDN: no AAAA in IPv4
+    plain = Truth("cluster.local", lambda s: True, 10)
+    plain.apply_service(parse_service(service()), 1.0)
+    (other,) = plain.apply_slice(parse_slice(slice_("s1", endpoint("10.1.0.1", "web-0"))),
+                                 2.0, 0.0)
+    assert other.answers is not None
+    assert set(update.answers) - set(other.answers) == {Question("web.ns", "A")}
+
+
+def test_services_by_name() -> None:
+    selected = Selection(services=frozenset({Target("ns", "web")})).matcher()
+    assert selected(parse_service(service("web")))
+    assert not selected(parse_service(service("api")))
