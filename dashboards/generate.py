@@ -303,7 +303,7 @@ def overview() -> dashboard.Dashboard:
             "docs/metrics.md, \"Client profiles\".", "s",
             Query("histogram_quantile(0.99, sum by (client, layer, le) (rate("
                   f"dns_staleness_client_window_seconds_bucket{{{LAYER}, "
-                  'reference="$reference"}[$__rate_interval])))', "{{client}} via {{layer}}"),
+                  'reference="watch"}[$__rate_interval])))', "{{client}} via {{layer}}"),
             width=12))
         .with_panel(series(
             "Propagation p99 as clients see it",
@@ -312,7 +312,7 @@ def overview() -> dashboard.Dashboard:
             "answer without the pod included.", "s",
             Query("histogram_quantile(0.99, sum by (client, layer, le) (rate("
                   f"dns_staleness_client_propagation_seconds_bucket{{{LAYER}, "
-                  'reference="$reference"}[$__rate_interval])))', "{{client}} via {{layer}}"),
+                  'reference="watch"}[$__rate_interval])))', "{{client}} via {{layer}}"),
             width=8))
         .with_panel(series(
             "Windows clients never see end",

@@ -33,9 +33,10 @@ BUCKETS = (0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 3, 5, 7.5, 10, 15, 20, 30, 45, 60,
            600)
 """From 25 ms (watch and informer lag) to 10 min (misconfigured caches); 50 ms and 60 s are
 bucket bounds, and the steps near the usual TTLs (5 s, 30 s) are fine enough to tell them apart."""
-CLIENT_BUCKETS = (*BUCKETS, 900, 1800, 3600, 7200)
-"""Client windows add a runtime's hold to a layer's window: nscd and systemd-resolved cap
-theirs at 1 h and 2 h."""
+CLIENT_BUCKETS = (0.5, 1, 2, 5, 10, 15, 20, 30, 45, 60, 90, 120, 300, 600, 1800, 3600, 7200)
+"""Client windows add a runtime's hold, of seconds to hours (nscd and systemd-resolved cap
+theirs at 1 h and 2 h), to a layer's window: no need for the layers' 25 ms steps, and each
+bucket is a series per layer and profile on every node."""
 RESOLUTION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 """From the bracketing probes' few milliseconds to the sweep interval."""
 PROBE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5)
@@ -174,14 +175,17 @@ class Metrics(Collector):
 
     def record_clients(self, windows: Iterable[Window],
                        profiles: Iterable[ClientProfile]) -> None:
+        """On the watch reference only: the trigger adds under a second to holds of tens of
+        seconds, and would double the series of every profile."""
         for window in windows:
+            if window.reference != "watch":
+                continue
             histogram = self.client_window if window.kind == STALE else self.client_propagation
             for profile in profiles:
                 seconds = profile.seconds(window)
                 if seconds == FOREVER:
-                    if window.reference == "watch":  # once per window
-                        self.client_unbounded.labels(window.server.layer, profile.name,
-                                                     window.kind).inc()
+                    self.client_unbounded.labels(window.server.layer, profile.name,
+                                                 window.kind).inc()
                 else:
                     histogram.labels(window.server.layer, profile.name,
                                      window.reference).observe(seconds)

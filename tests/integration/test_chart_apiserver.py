@@ -524,3 +524,31 @@ def test_the_documented_sidecar_patch_passes_restricted(
     RESULTS.append(("docs/sidecar.md's patch on a Deployment, its Role, RoleBinding and "
                     "PodMonitor, in the restricted namespace",
                     f"{len(objects)} objects and the Pod accepted, no warnings"))
+
+
+def test_the_documented_wait_init_container_passes_restricted(
+        kube: KubeClient, restricted_ns: str, created: list[str]) -> None:
+    """docs/wait.md's ServiceAccount, Role and RoleBinding, and a launcher Pod with its init
+    container: strict dry runs under restricted, no Pod Security warning."""
+    (block,) = re.findall(r"```yaml\n(.*?)```", (ROOT / "docs" / "wait.md").read_text(),
+                          re.DOTALL)
+    *grants, fragment = [doc for doc in yaml.safe_load_all(block) if doc]
+    for obj in grants:
+        obj["metadata"]["namespace"] = restricted_ns
+        for subject in obj.get("subjects", []):
+            subject["namespace"] = restricted_ns
+        if obj["kind"] == "ServiceAccount":
+            create(kube, obj, created)
+            continue
+        status, body, warnings = post(kube, obj, dry_run=True)
+        assert status == 201 and not warnings, (obj["kind"], body.get("message"), warnings)
+    restricted = {"runAsNonRoot": True, "runAsUser": 1000, "allowPrivilegeEscalation": False,
+                  "capabilities": {"drop": ["ALL"]}, "seccompProfile": {"type": "RuntimeDefault"}}
+    pod = {"apiVersion": "v1", "kind": "Pod",
+           "metadata": {"name": "launcher", "namespace": restricted_ns},
+           "spec": {**fragment, "containers": [{"name": "mpirun", "image": "launcher:1",
+                                                "securityContext": restricted}]}}
+    status, body, warnings = post(kube, pod, dry_run=True)
+    assert status == 201 and not warnings, (body.get("message"), warnings)
+    RESULTS.append(("docs/wait.md's Role, RoleBinding and a launcher Pod with its wait init "
+                    "container, in the restricted namespace", "accepted, no warnings"))
