@@ -243,8 +243,8 @@ ALERTS: tuple[Alert, ...] = (
         "The CoreDNS replica {{ $labels.server }} answers no agent's probes.",
         "No agent that probes the CoreDNS replica {{ $labels.server }} got an answer from it "
         "for @{layer_down_for}. While it stays behind the kube-dns Service, its share of the "
-        "cluster's lookups time out and clients retry on another replica; the kube-dns layer "
-        "shows whether the Service as a whole still answers."),
+        "cluster's lookups time out; the kube-dns layer shows whether the Service as a whole "
+        "still answers."),
     Alert(
         "DNSStalenessWatchRestartsLooping",
         "sum by (cluster, node) (increase(dns_staleness_watch_restarts_total"

@@ -78,7 +78,7 @@
             labels: { severity: "warning" },
             annotations: {
               summary: "The CoreDNS replica {{ $labels.server }} answers no agent's probes.",
-              description: "No agent that probes the CoreDNS replica {{ $labels.server }} got an answer from it for %(layer_down_for)s. While it stays behind the kube-dns Service, its share of the cluster's lookups time out and clients retry on another replica; the kube-dns layer shows whether the Service as a whole still answers." % $._config,
+              description: "No agent that probes the CoreDNS replica {{ $labels.server }} got an answer from it for %(layer_down_for)s. While it stays behind the kube-dns Service, its share of the cluster's lookups time out; the kube-dns layer shows whether the Service as a whole still answers." % $._config,
               runbook_url: $._config.runbook_url_base + "#dnsstalenesscorednsreplicadown",
             },
           },

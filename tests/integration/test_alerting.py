@@ -2,7 +2,8 @@
 loads the rules of alerts/ and sends to the rig's Alertmanager, which routes to a webhook here.
 
 The rules are rendered from alerts/generate.py with TEST_KNOBS: every `for:` shortened to
-seconds and every range to a minute or less, thresholds unchanged. Prometheus scrapes and
+seconds and every range to a minute or less (but the client-window alert's), thresholds
+unchanged. Prometheus scrapes and
 evaluates every second and adds `node` and `cluster` by relabelling, as the chart's monitors do.
 
 Two nodes, one agent each, both probing the cluster CoreDNS (TTL 5, cache 5) as `coredns`:
@@ -88,7 +89,9 @@ TEST_KNOBS = {
     "agent_down_for": "5s", "agent_absent_for": "20s",
     "misconfiguration_for": "2s",
 }
-"""Short enough for a two-minute test; the thresholds themselves stay the production ones."""
+"""Short enough for a two-minute test; the thresholds themselves stay the production ones.
+The client-window alert keeps its hour: promtool's alerts/tests/clients.yaml fires it, and here
+the serve_stale incident would fire it beside the alert this test follows."""
 
 
 def fqdn(service: str, namespace: str) -> str:
@@ -241,7 +244,9 @@ def stack(rig_bins: Rig, apiserver: KubeApiServer, kube: KubeClient,
                 "--static-servers", f"coredns={cluster.hostport}",
                 "--node-local-address", nodelocal.hostport,
                 "--probe-budget-qps", "400", "--probe-burst", "20", "--fast-interval", "0.1",
-                "--sweep-interval", "5", "--node-name", node])
+                "--sweep-interval", "5", "--node-name", node,
+                # The profile that never lets go feeds the panel of windows without an end.
+                "--client-profiles", "jvm,grpc,jvm-security-manager"])
             started.append(agent.start())
             agents.append(agent)
         for agent in agents:
