@@ -7,10 +7,12 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from exporter.core.budget import Budget
 from exporter.core.dnsmsg import QueryWire
 from exporter.core.records import Question, ServerRef
+from exporter.core.resolvconf import ResolvConf
 from exporter.io.lab import KubernetesBackend, LabCluster, LabDnsServer, LabPod, closed_port
-from exporter.io.probe import Prober
+from exporter.io.probe import Prober, SearchProber
 
 ZONE = "cluster.local"
 SVC = Question("web.lab.svc.cluster.local.", "A")
@@ -108,3 +110,25 @@ async def test_closed_port_is_refused_at_once() -> None:
     again = await p.probe(SVC)
     assert again.result == "refused"
     p.close()
+
+
+async def test_a_search_takes_each_name_tried_from_the_budget(server: LabDnsServer) -> None:
+    """`web.lab` under ndots:2 with two search domains before the right one: three queries,
+    the result the written question's, and the two extra ones paid for by the budget (2 qps,
+    burst 1): they cannot go out before the budget refills."""
+    conf = ResolvConf(search=("corp.svc.cluster.local", "nope.svc.cluster.local",
+                              "svc.cluster.local"), ndots=2)
+    budget = Budget(2, 1)
+    clock = asyncio.get_running_loop().time
+    assert budget.try_take(clock())  # the scheduler's query for the first name
+    search = SearchProber(prober(server.address), conf, budget)
+    started = clock()
+    result = await search.probe(Question("web.lab", "A"))
+    took = clock() - started
+    assert result.question == Question("web.lab", "A")
+    assert result.answer is not None and result.answer.values == {
+        "10.0.0.1", "10.0.0.2", "10.0.0.3"}
+    assert took >= 0.9, took  # two more queries at 2 qps after the first
+    absolute = await search.probe(SVC)  # an FQDN is asked as it is, without a search
+    assert absolute.answer is not None and absolute.question == SVC
+    search.close()
