@@ -18,8 +18,8 @@ from pathlib import Path
 from prometheus_client import CollectorRegistry
 
 from exporter import __version__
+from exporter.core import clients
 from exporter.core.budget import Budget
-from exporter.core.clients import FOREVER
 from exporter.core.comparator import Comparator, Observation, Outcome, Window
 from exporter.core.dnsmsg import QueryWire
 from exporter.core.events import Kind, ObjectEvent, Relisted, SourceEvent, Synced
@@ -319,9 +319,8 @@ class Agent:
 
     def _client_seconds(self, window: Window) -> str | None:
         """`jvm=35.213 grpc=35.213`: the window as each client profile sees it at worst."""
-        seen = [(p.name, p.seconds(window)) for p in self.clients]
-        return " ".join(f"{name}={'forever' if s == FOREVER else round(s, 3)}"
-                        for name, s in seen) or None
+        return " ".join(f"{name}={'forever' if s is None else s}"
+                        for name, s in clients.seen(self.clients, window).items()) or None
 
     async def _probe(self, key: ProbeKey) -> None:
         prober = self.probers.get(key.server)

@@ -26,9 +26,8 @@ from prometheus_client import CollectorRegistry
 
 from exporter import __version__
 from exporter.agent import Agent
-from exporter.core import records
+from exporter.core import clients, records
 from exporter.core.budget import Budget
-from exporter.core.clients import FOREVER
 from exporter.core.comparator import Comparator, Observation, OpenWindow, Outcome
 from exporter.core.corefile import CorefileError, CorefileSettings, bounds, settings_of
 from exporter.core.diagnosis import (
@@ -48,7 +47,7 @@ from exporter.core.diagnosis import (
     service_checks,
 )
 from exporter.core.dnsmsg import QueryWire
-from exporter.core.layers import Discovery
+from exporter.core.layers import ALL_REPLICAS, Discovery
 from exporter.core.objects import (
     SERVICE_NAME_LABEL,
     ObjectError,
@@ -75,7 +74,6 @@ from exporter.io.watch import ApiError, KubeApi, KubeSource, resources
 from exporter.settings import Settings
 
 SCHEMA = "dns-staleness-exporter/check/v1"
-ALL_REPLICAS = 1_000_000
 EXIT_NO_VERDICT = 2
 """check could not diagnose (API server unreachable, credentials rejected, RBAC)."""
 T = TypeVar("T")
@@ -299,9 +297,7 @@ async def _follow(settings: Settings, api: KubeApi, discovery: Discovery, target
             if w.target == target and w.reference == "watch":
                 note("closed", w.kind, w.server, w.question.name, w.question.rtype, w.value,
                      w.seconds)
-                seen[-1]["clients"] = {
-                    p.name: None if (s := p.seconds(w)) == FOREVER else round(s, 3)
-                    for p in agent.clients}
+                seen[-1]["clients"] = clients.seen(agent.clients, w)
 
     agent.outcome_listeners.append(on_outcome)
     stop = asyncio.Event()

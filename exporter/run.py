@@ -90,7 +90,7 @@ async def _watch(settings: Settings, agent: Agent, discovery: Discovery, api: Ku
             api,
             resources(settings.watched_namespaces(), settings.kube_dns_namespace,
                       settings.kube_dns_service, settings.coredns_namespace_labels,
-                      dns=bool({"kube-dns", "coredns"} & set(settings.layers))),
+                      dns=discovery.needs_service),
             on_restart=lambda reason: metrics.watch_restarts.labels(reason).inc(),
             watch_timeout=settings.watch_timeout, start_jitter=settings.watch_start_jitter)
         tasks.start(agent.run(source.events(), stop), "agent")

@@ -21,7 +21,7 @@ from prometheus_client import CollectorRegistry
 
 from exporter.agent import Agent
 from exporter.core.events import RestartReason
-from exporter.core.layers import Discovery
+from exporter.core.layers import ALL_REPLICAS, Discovery
 from exporter.core.readiness import Want, pending
 from exporter.core.records import ServerRef, Target, with_port
 from exporter.io.kubeconfig import discover
@@ -36,7 +36,6 @@ PROGRESS = 10.0
 """Seconds between progress lines on stderr."""
 SHOWN = 20
 """Lines of what is missing printed on a timeout; the rest are counted."""
-DNS_LAYERS = frozenset({"kube-dns", "coredns"})
 
 
 async def _node_local(settings: Settings, discovery: Discovery) -> None:
@@ -74,7 +73,7 @@ async def run_wait(settings: Settings, target: Target, stop: asyncio.Event,
     access = discover(settings.kubeconfig, context=settings.context)
     want = Want(settings.replicas, settings.names)
     local = replace(settings, namespaces=(target.namespace,), watch_start_jitter=0.0)
-    discovery = Discovery(node="wait", replicas_per_node=1_000_000,
+    discovery = Discovery(node="wait", replicas_per_node=ALL_REPLICAS,
                           enabled=frozenset(settings.layers),
                           static=static_layers(settings.static_servers, settings.layers,
                                                settings.resolv_conf))
@@ -100,10 +99,10 @@ async def run_wait(settings: Settings, target: Target, stop: asyncio.Event,
                   f"discovery.k8s.io/endpointslices in {target.namespace} (docs/wait.md)",
                   file=err)
             return EXIT_REFUSED
-        needs_dns = bool(DNS_LAYERS & set(settings.layers))
         source = KubeSource(api, resources(local.namespaces, settings.kube_dns_namespace,
                                            settings.kube_dns_service,
-                                           settings.coredns_namespace_labels, dns=needs_dns),
+                                           settings.coredns_namespace_labels,
+                                           dns=discovery.needs_service),
                             on_restart=on_restart, watch_timeout=settings.watch_timeout)
         tasks.start(agent.run(source.events(), halt), "agent")
         said = started

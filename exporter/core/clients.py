@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from exporter.core.comparator import Window
@@ -98,6 +99,13 @@ BUILTIN: dict[str, ClientProfile] = {p.name: p for p in (
     # most 2 h (CACHE_TTL_MAX_USEC); StaleRetentionSec= is 0 by default.
     ClientProfile("systemd-resolved", Hold(cap=7200.0), Hold(cap=7200.0)),
 )}
+
+def seen(profiles: Iterable[ClientProfile], window: Window) -> dict[str, float | None]:
+    """The window as each profile sees it, in seconds to the millisecond; None for a client
+    that never lets go."""
+    return {p.name: None if (s := p.seconds(window)) == FOREVER else round(s, 3)
+            for p in profiles}
+
 
 _HOLD = re.compile(r"^(?:(?P<fixed>[0-9]+(?:\.[0-9]+)?)|(?P<forever>forever)|"
                    r"ttl(?:\((?P<floor>[0-9.]*)\.\.(?P<cap>[0-9.]*)\))?)$")

@@ -37,6 +37,12 @@ def first_nameserver(resolv_conf: str) -> str | None:
     return None
 
 
+SERVICE_LAYERS = frozenset({"kube-dns", "coredns"})
+"""Layers found from the cluster DNS Service and its slices, the same servers for every node."""
+ALL_REPLICAS = 1_000_000
+"""`replicas_per_node` for a one-node view that probes every CoreDNS replica."""
+
+
 def rendezvous(node: str, replicas: Iterable[str], count: int) -> list[str]:
     """The `count` replicas with the highest hash of (node, replica)."""
     def score(replica: str) -> bytes:
@@ -76,7 +82,7 @@ class Discovery:
     @property
     def needs_service(self) -> bool:
         """Whether an enabled layer comes from the cluster DNS Service."""
-        return bool({"kube-dns", "coredns"} & self.enabled)
+        return bool(SERVICE_LAYERS & self.enabled)
 
     def servers(self) -> tuple[ServerRef, ...]:
         out = list(self.static)

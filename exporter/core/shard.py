@@ -17,11 +17,8 @@ import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from exporter.core.layers import rendezvous
+from exporter.core.layers import SERVICE_LAYERS, rendezvous
 from exporter.core.records import Target
-
-CLUSTER_WIDE = frozenset({"kube-dns", "coredns"})
-"""Layers that every agent reaches at the same servers: their load is the fleet's sum."""
 
 
 def _fraction(member: str, target: Target) -> float:
@@ -64,7 +61,7 @@ class Shard:
     def measures(self, target: Target, layer: str) -> bool:
         """Whether this agent probes `target` on `layer`; other layers (resolv-conf, static
         servers) stay unsharded."""
-        if layer in CLUSTER_WIDE:
+        if layer in SERVICE_LAYERS:  # every agent reaches the same servers there
             return self.cluster_wide(target)
         if layer == "node-local":
             return self.node_local(target)

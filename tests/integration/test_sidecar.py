@@ -48,14 +48,7 @@ def test_the_sidecar_measures_the_apps_resolver_path(
     try:
         kube.create_namespace(NS)
         kube.create_service_account(NS, "app")
-        rbac = "rbac.authorization.k8s.io/v1"
-        kube.create(api_path(rbac, "roles", NS), {
-            "apiVersion": rbac, "kind": "Role", "metadata": {"name": "sidecar"}, "rules": READ})
-        kube.create(api_path(rbac, "rolebindings", NS), {
-            "apiVersion": rbac, "kind": "RoleBinding", "metadata": {"name": "sidecar"},
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
-                        "name": "sidecar"},
-            "subjects": [{"kind": "ServiceAccount", "name": "app", "namespace": NS}]})
+        kube.grant_role("sidecar", READ, namespace=NS, service_account="app")
         kubeconfig = apiserver.write_kubeconfig(tmp_path / "app.kubeconfig",
                                                 token=kube.request_token(NS, "app"), user="app")
         for i in range(3):

@@ -56,16 +56,6 @@ class Env:
         return ip
 
 
-def _role(kube: KubeClient, account: str) -> None:
-    rbac = "rbac.authorization.k8s.io/v1"
-    kube.create(api_path(rbac, "roles", NS), {
-        "apiVersion": rbac, "kind": "Role", "metadata": {"name": account}, "rules": READ})
-    kube.create(api_path(rbac, "rolebindings", NS), {
-        "apiVersion": rbac, "kind": "RoleBinding", "metadata": {"name": account},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": account},
-        "subjects": [{"kind": "ServiceAccount", "name": account, "namespace": NS}]})
-
-
 @pytest.fixture(scope="module")
 def env(rig_bins: Rig, apiserver: KubeApiServer, kube: KubeClient,
         tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
@@ -81,7 +71,7 @@ def env(rig_bins: Rig, apiserver: KubeApiServer, kube: KubeClient,
     for account in ("launcher", "stranger"):
         kube.create_service_account(NS, account)
         if account == "launcher":
-            _role(kube, account)
+            kube.grant_role(account, READ, namespace=NS, service_account=account)
         paths[account] = apiserver.write_kubeconfig(
             work / f"{account}.kubeconfig", token=kube.request_token(NS, account), user=account)
     try:

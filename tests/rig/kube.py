@@ -331,6 +331,26 @@ class KubeClient:
             },
         )
 
+    def grant_role(
+        self,
+        name: str,
+        rules: Sequence[Mapping[str, Any]],
+        *,
+        namespace: str,
+        service_account: str,
+    ) -> None:
+        """Create Role ``name`` with ``rules`` in ``namespace`` and bind it to a ServiceAccount
+        of that namespace."""
+        rbac = "rbac.authorization.k8s.io/v1"
+        self.create(api_path(rbac, "roles", namespace), {
+            "apiVersion": rbac, "kind": "Role", "metadata": {"name": name},
+            "rules": [dict(r) for r in rules]})
+        self.create(api_path(rbac, "rolebindings", namespace), {
+            "apiVersion": rbac, "kind": "RoleBinding", "metadata": {"name": name},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+            "subjects": [{"kind": "ServiceAccount", "name": service_account,
+                          "namespace": namespace}]})
+
     def with_token(self, token: str) -> KubeClient:
         """A client for the same server authenticating with another bearer token."""
         return KubeClient(self.server, token, self.ca_file, timeout=self.timeout)
