@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import random
 import time
 from collections import deque
@@ -31,18 +32,20 @@ from exporter.core.objects import (
     object_name,
     parse_dns_service,
     parse_dns_slice,
+    parse_member_slice,
     parse_service,
     parse_slice,
 )
-from exporter.core.records import Question, ServerRef, Target
+from exporter.core.records import Question, ServerRef, Target, measure_all
 from exporter.core.resolvconf import ResolvConf
 from exporter.core.resolvconf import parse as parse_resolv_conf
 from exporter.core.schedule import ProbeKey, Scheduler
 from exporter.core.selection import Selection
+from exporter.core.shard import Shard
 from exporter.core.status import ClosedLog, Inputs, bound_of, document, identity
 from exporter.core.truth import Truth, Update
 from exporter.io.logs import Throttle
-from exporter.io.metrics import Metrics, Snapshot
+from exporter.io.metrics import Metrics, ShardView, Snapshot
 from exporter.io.probe import Prober, ProbeResult, SearchProber
 from exporter.io.server import HttpServer
 from exporter.io.tasks import Background
@@ -63,7 +66,7 @@ class Agent:
     def __init__(
         self, settings: Settings, servers: Sequence[ServerRef], metrics: Metrics, *,
         clock: Callable[[], float] = time.monotonic, wall: Callable[[], float] = time.time,
-        rng: random.Random | None = None, discovery: Discovery | None = None,
+        rng: random.Random | None = None, discovery: Discovery | None = None, node: str = "",
     ) -> None:
         self.settings = settings
         self.metrics = metrics
@@ -74,11 +77,18 @@ class Agent:
         """The pod's resolv.conf when its names are probed as applications write them."""
         self.truth = Truth(settings.zone, selection.matcher(), settings.max_targets,
                            scope=settings.plugin_scope(), written=self.search is not None)
-        self.comparator = Comparator(settings.history, settings.balanced_confirm_probes)
+        self.shard = Shard(node, settings.shard_owners, settings.shard_node_local_extra) \
+            if settings.shard_service else None
+        """The fleet's share-out of the targets; None: this agent measures them all."""
+        measures = measure_all if self.shard is None else self._measures
+        self.comparator = Comparator(settings.history, settings.balanced_confirm_probes,
+                                     measures)
         self.scheduler = Scheduler(
             Budget(settings.probe_budget_qps, settings.probe_burst), rng or random.Random(),
             fast_interval=settings.fast_interval, fast_cap=settings.fast_cap,
-            sweep_interval=settings.sweep_interval, fast_backoff_max=settings.fast_backoff_max)
+            sweep_interval=settings.sweep_interval, fast_backoff_max=settings.fast_backoff_max,
+            measures=measures)
+        self._member_slices: dict[str, tuple[str, ...]] = {}
         self.wire = QueryWire()
         self.discovery = discovery
         self.probers: dict[ServerRef, Prober | SearchProber] = {}
@@ -97,7 +107,7 @@ class Agent:
         self._delays: deque[float] = deque(maxlen=256)
         self._tasks = Background()
         self._dns_service_found: bool | None = None
-        self.node = ""
+        self.node = node
         """The node's name, for /status."""
         self.closed = ClosedLog(settings.status_limit)
         self.clients = settings.client_models()
@@ -147,6 +157,9 @@ class Agent:
             self._absorb(update, now)
 
     def _apply(self, event: ObjectEvent | Relisted, now: float) -> list[Update]:
+        if event.kind == Kind.MEMBER_ENDPOINT_SLICE:
+            self._membership(event, now)
+            return []
         if event.kind.is_dns:
             self._discover(event)
             return []
@@ -201,6 +214,54 @@ class Agent:
         if event.kind == Kind.DNS_SERVICE and self.comparator.synced:
             self._say_dns_service()
         self.set_servers(self.discovery.servers())
+
+    def _measures(self, target: Target, server: ServerRef) -> bool:
+        assert self.shard is not None
+        return self.shard.measures(target, server.layer)
+
+    def _membership(self, event: ObjectEvent | Relisted, now: float) -> None:
+        """The agents' own Service's slices: the fleet, and the targets its change moves."""
+        if self.shard is None:
+            return
+        if isinstance(event, Relisted):
+            self._member_slices = {s.name: s.members
+                                   for s in map(parse_member_slice, event.objects)}
+        elif event.type == "DELETED":
+            self._member_slices.pop(object_name(event.obj, "EndpointSlice"), None)
+        else:
+            one = parse_member_slice(event.obj)
+            self._member_slices[one.name] = one.members
+        members = {m for ms in self._member_slices.values() for m in ms}
+        before = len(self.shard.fleet), self.shard.known
+        moved = self.shard.set_members(members)
+        share = self._share_budget()
+        self._reshard(moved, now)
+        if (len(self.shard.fleet), self.shard.known) != before or moved:
+            log.info("fleet changed", extra={"kv": {
+                "members": len(self.shard.fleet), "moved": len(moved),
+                "owned": self.shard.mine(), "node_local": self.shard.node_local(),
+                "budget_qps": share}})
+
+    def _share_budget(self) -> float | None:
+        """This agent's part of the fleet's budget, the agent's own as a cap; None without."""
+        fleet_qps = self.settings.fleet_budget_qps
+        if self.shard is None or not fleet_qps:
+            return None
+        share = min(self.settings.probe_budget_qps, self.shard.budget_share(fleet_qps))
+        shared = self.scheduler.shared
+        if shared is None or shared.qps != share:
+            self.scheduler.shared = Budget(share, max(1, min(self.settings.probe_burst,
+                                                             math.floor(share))))
+        return share
+
+    def _reshard(self, targets: list[Target], now: float) -> None:
+        if not targets:
+            return
+        races = self.comparator.reshard(targets, now)
+        self.scheduler.reshard(targets)
+        self.metrics.record_windows((), races)
+        self._check_sweep()
+        self._kick.set()
 
     def _say_dns_service(self) -> None:
         """One line when the cluster DNS Service is missing, and when it comes back."""
@@ -269,7 +330,12 @@ class Agent:
         self._publish(outcome)
 
     def _replan(self, target: Target) -> None:
-        self.scheduler.set_plan(target, tuple(self.comparator.questions(target)))
+        questions = tuple(self.comparator.questions(target))
+        moved = []
+        if self.shard is not None:
+            moved = self.shard.add(target) if questions else self.shard.remove(target)
+        self.scheduler.set_plan(target, questions)
+        self._reshard(moved, self.clock())
         self._check_sweep()
         self._kick.set()  # the probe loop may be asleep on a wake time from a smaller plan
 
@@ -445,6 +511,9 @@ class Agent:
                          self.discovery.service_found)
             if self.discovery is not None and self.discovery.needs_service and self.ready
             else None,
+            shard=None if self.shard is None else ShardView(
+                len(self.shard.fleet), self.shard.mine(), self.shard.node_local(),
+                self.shard.handed_out, self.shard.taken_in, self._share_budget()),
         )
 
     async def _consume(self, source: AsyncIterator[SourceEvent]) -> None:

@@ -63,8 +63,7 @@ async def run_agent(settings: Settings, stop: asyncio.Event) -> None:
                           enabled=frozenset(settings.layers),
                           static=static_layers(settings.static_servers, settings.layers,
                                                settings.resolv_conf))
-    agent = Agent(settings, (), metrics, discovery=discovery)
-    agent.node = node
+    agent = Agent(settings, (), metrics, discovery=discovery, node=node)
     async with aiohttp.ClientSession() as session:
         api = KubeApi(access, session)
         http = agent.http_server(registry, KubeAuthorizer(api).decide
@@ -90,7 +89,7 @@ async def _watch(settings: Settings, agent: Agent, discovery: Discovery, api: Ku
             api,
             resources(settings.watched_namespaces(), settings.kube_dns_namespace,
                       settings.kube_dns_service, settings.coredns_namespace_labels,
-                      dns=discovery.needs_service),
+                      dns=discovery.needs_service, members=settings.shard_target()),
             on_restart=lambda reason: metrics.watch_restarts.labels(reason).inc(),
             watch_timeout=settings.watch_timeout, start_jitter=settings.watch_start_jitter)
         tasks.start(agent.run(source.events(), stop), "agent")

@@ -94,6 +94,10 @@ def _targets(values: tuple[str, ...]) -> str | None:
     return None
 
 
+def _service(value: str) -> str | None:
+    return _targets((value,)) if value else None
+
+
 def _hostnames(values: tuple[str, ...]) -> str | None:
     bad = [v for v in values if not re.fullmatch(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?", v)]
     return (f"{bad[0]!r} is not a hostname (a DNS label: lower-case letters, digits and -)"
@@ -286,6 +290,24 @@ class Settings:
     coredns_replicas_per_node: int = setting(
         1, _at_least(1, True), ("run", "check", "wait"),
         doc="CoreDNS replicas each node probes directly, chosen by rendezvous hashing of the node.")
+    shard_service: str = setting(
+        "", _service, ("run",),
+        doc=("NAMESPACE/SERVICE of the agents' own Service: its ready endpoints' nodes are the "
+             "fleet that shares the targets out (docs/design.md, Sharding); empty: every "
+             "agent measures every target."))
+    shard_owners: int = setting(
+        3, _at_least(1, True), ("run",),
+        doc=("With shard_service: the agents that measure each target on the kube-dns and "
+             "coredns layers; a fleet this size or smaller is unsharded."))
+    shard_node_local_extra: int = setting(
+        2, _at_least(0, True), ("run",),
+        doc=("With shard_service: targets beyond its own shard that each agent probes at its "
+             "node-local, so that every node's cache is measured."))
+    fleet_budget_qps: float = setting(
+        0.0, _at_least(0), ("run",),
+        doc=("With shard_service: queries per second the whole fleet may send to the kube-dns "
+             "and coredns layers, shared equally by the agents; 0: no fleet budget, each "
+             "agent keeps to probe_budget_qps alone."))
     services: tuple[str, ...] = setting(
         (), _targets, ("run",),
         doc=("NAMESPACE/SERVICE entries to monitor, comma-separated (a sidecar's dependencies); "
@@ -343,6 +365,10 @@ class Settings:
         """The Services of `services`."""
         return frozenset(parse_target(value) for value in self.services)
 
+    def shard_target(self) -> Target | None:
+        """The agents' own Service, when the fleet shares the targets out."""
+        return parse_target(self.shard_service) if self.shard_service else None
+
     def watched_namespaces(self) -> tuple[str, ...]:
         """`namespaces`, or those of `services`: only they need watching, and a Role each."""
         return self.namespaces or tuple(sorted({t.namespace for t in self.targets()}))
@@ -369,6 +395,9 @@ class Settings:
             raise SettingsError("resolv_conf", sources.get("resolv_conf", "default"),
                                 f"{self.resolv_conf} is not a readable file, which "
                                 "search_names expands names with")
+        if self.fleet_budget_qps and not self.shard_service:
+            raise SettingsError("fleet_budget_qps", sources.get("fleet_budget_qps", "default"),
+                                "is shared by the fleet that shard_service names: set that too")
         if self.probe_burst > self.probe_budget_qps:
             raise SettingsError("probe_burst", sources.get("probe_burst", "default"),
                                 f"must not exceed probe_budget_qps ({self.probe_budget_qps:g})")

@@ -48,6 +48,7 @@ CHART_OWNED = {
     "context": "the agent uses the in-cluster config of its ServiceAccount",
     "web_config_file": "set from webConfig: the chart writes the file to a Secret and mounts "
                        "it",
+    "shard_service": "set from sharding.enabled: the chart's own Service",
 }
 """`run` settings the chart sets itself; values.config rejects them."""
 
@@ -265,6 +266,7 @@ def values_schema() -> Json:
             "livenessProbe": _MAP,
             "readinessProbe": _MAP,
             "tmpSizeLimit": _QUANTITY,
+            "sharding": _obj({"enabled": _BOOL}),
             "service": _obj({"enabled": _BOOL, "type": {"enum": ["ClusterIP", "NodePort",
                                                                   "LoadBalancer"]},
                              "port": _PORT, "annotations": _STR_MAP, "labels": _STR_MAP}),

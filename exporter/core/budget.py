@@ -20,13 +20,14 @@ class Budget:
     """
 
     def __init__(self, qps: float, burst: int) -> None:
-        if qps < 1:
-            raise ValueError("qps must be at least 1")
-        if not 1 <= burst <= qps:
+        if qps <= 0:
+            raise ValueError("qps must be above 0")
+        if not 1 <= burst <= max(1.0, qps):
             raise ValueError("burst must be between 1 and qps")
         self.qps = qps
         self.burst = burst
-        self._ceiling = math.floor(qps)
+        # A share of a fleet's budget can be below one query a second: one per window then.
+        self._ceiling = max(1, math.floor(qps))
         self._tokens = float(burst)
         self._updated: float | None = None
         self._sent: deque[float] = deque(maxlen=self._ceiling)

@@ -20,7 +20,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from exporter.core.records import Question, ServerRef, Target
+from exporter.core.records import Measures, Question, ServerRef, Target, measure_all
 from exporter.core.truth import Stamp, Update
 
 STALE = "stale"
@@ -41,6 +41,9 @@ class RaceReason(StrEnum):
     OUTAGE = "outage"
     """The layer failed to answer, and no answer between the change and the end showed the
     old state: the window would measure the outage, not the layer."""
+    HANDED_OVER = "handed_over"
+    """The fleet moved the target to other agents while the window was open, or gave it to
+    this one after the change: no single agent saw the window from its start to its end."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +140,9 @@ class _Cell:
     sampled: dict[str, Stamp] = field(default_factory=dict)
     """Removed values whose stale window already gave its sample behind a balancer: a
     replica seen serving one later shows in the gauges, never as a second sample."""
+    since: float = float("-inf")
+    """When this agent began to measure the name on the server, if the fleet handed it over
+    after the sync: windows caused before it end as races."""
 
 
 @dataclass(slots=True)
@@ -186,11 +192,14 @@ def _closed(
 
 
 class Comparator:
-    def __init__(self, history: float = 900.0, confirm: int = 10) -> None:
+    def __init__(self, history: float = 900.0, confirm: int = 10,
+                 measures: Measures = measure_all) -> None:
         self.history = history
         """Seconds a removed record stays attributable, and a retired name stays probed."""
         self.confirm = confirm
         """Answers in the new state that end a window behind a balancer."""
+        self.measures = measures
+        """Cells exist only for the (target, server) pairs this agent measures."""
         self.balanced: frozenset[ServerRef] = frozenset()
         self.servers: tuple[ServerRef, ...] = ()
         self.synced = False
@@ -209,7 +218,27 @@ class Comparator:
         self.servers = tuple(sorted(set(servers)))
         self.balanced = frozenset(balanced)
         for qs in self._questions.values():
-            qs.cells = {s: qs.cells.get(s) or _Cell() for s in self.servers}
+            qs.cells = {s: qs.cells.get(s) or _Cell() for s in self._measured(qs.target)}
+
+    def _measured(self, target: Target) -> list[ServerRef]:
+        return [s for s in self.servers if self.measures(target, s)]
+
+    def reshard(self, targets: Iterable[Target], now: float) -> list[Race]:
+        """The fleet moved these targets: drop the cells this agent no longer measures, their
+        open windows ending as races, and start cells for the ones it now does."""
+        races = []
+        for target in targets:
+            want = set(self._measured(target))
+            for question in self._by_target.get(target, ()):
+                qs = self._questions[question]
+                for server in set(qs.cells) - want:
+                    cell = qs.cells.pop(server)
+                    races += [Race(RaceReason.HANDED_OVER, target, question, server, value)
+                              for found in (cell.stale, cell.missing)
+                              for value, window in found.items() if window.cause is not None]
+                for server in want - set(qs.cells):
+                    qs.cells[server] = _Cell(since=now if self.synced else float("-inf"))
+        return races
 
     def failed(self, question: Question, server: ServerRef, at: float) -> None:
         """A probe got no answer. The server shows no windows in the gauges until it answers
@@ -217,8 +246,9 @@ class Comparator:
         failure is remembered so that no window can measure the outage."""
         self._down.add(server)
         qs = self._questions.get(question)
-        if qs is not None:
-            qs.cells.setdefault(server, _Cell()).failed_at = at
+        cell = qs.cells.get(server) if qs is not None else None
+        if cell is not None:
+            cell.failed_at = at
 
     def mark_synced(self) -> None:
         """The first full sync is done: from now on truth changes open windows."""
@@ -235,7 +265,8 @@ class Comparator:
         for question in names | set(answers):
             qs = self._questions.get(question)
             if qs is None:
-                qs = _QuestionState(update.target, cells={s: _Cell() for s in self.servers})
+                qs = _QuestionState(update.target,
+                                    cells={s: _Cell() for s in self._measured(update.target)})
                 self._questions[question] = qs
                 names.add(question)
                 if self.synced:  # a name new since the sync (a new pod's AAAA): ask it soon
@@ -300,9 +331,9 @@ class Comparator:
     def observe(self, obs: Observation) -> Outcome:
         outcome = Outcome()
         qs = self._questions.get(obs.question)
-        if qs is None:
+        cell = qs.cells.get(obs.server) if qs is not None else None
+        if qs is None or cell is None:  # a probe answered after its name or server went
             return outcome
-        cell = qs.cells.setdefault(obs.server, _Cell())
         at, answer = obs.received, obs.values
         self._down.discard(obs.server)
         confirm = self.confirm if obs.server in self.balanced else 1
@@ -352,7 +383,9 @@ class Comparator:
                 continue
             end = window.ended
             reason = None
-            if end.sent < window.cause.seen:
+            if window.cause.seen < cell.since:
+                reason = RaceReason.HANDED_OVER
+            elif end.sent < window.cause.seen:
                 reason = RaceReason.LAYER_AHEAD_OF_WATCH
             elif window.seen_sent <= window.cause.seen and window.blind:
                 # Never seen in the old state after the change, with failures in between:

@@ -21,6 +21,8 @@ class Kind(StrEnum):
     """The cluster DNS Service itself: where the kube-dns layer answers."""
     DNS_ENDPOINT_SLICE = "DnsEndpointSlice"
     """The cluster DNS Service's slices: the CoreDNS replicas."""
+    MEMBER_ENDPOINT_SLICE = "AgentEndpointSlice"
+    """The agents' own Service's slices: the fleet that shares the targets out."""
 
     @property
     def is_dns(self) -> bool:

@@ -43,12 +43,14 @@ ALL_REPLICAS = 1_000_000
 """`replicas_per_node` for a one-node view that probes every CoreDNS replica."""
 
 
-def rendezvous(node: str, replicas: Iterable[str], count: int) -> list[str]:
-    """The `count` replicas with the highest hash of (node, replica)."""
-    def score(replica: str) -> bytes:
-        return hashlib.sha256(f"{node}\0{replica}".encode()).digest()
+def score(key: str, member: str) -> bytes:
+    """The rendezvous score of (key, member): the highest scores win the key."""
+    return hashlib.sha256(f"{key}\0{member}".encode()).digest()
 
-    return sorted(sorted(replicas, key=score, reverse=True)[:count])
+
+def rendezvous(node: str, replicas: Iterable[str], count: int) -> list[str]:
+    """The `count` replicas with the highest score for the node."""
+    return sorted(sorted(replicas, key=lambda r: score(node, r), reverse=True)[:count])
 
 
 @dataclass

@@ -284,24 +284,43 @@ def parse_dns_service(obj: Any) -> DnsServiceState:
     return DnsServiceState(str(ip) if usable else None, _dns_port(spec.get("ports")))
 
 
-def parse_dns_slice(obj: Any) -> DnsSliceState:
+def _ready_endpoints(obj: Any) -> tuple[str, list[Mapping[str, Any]]]:
+    """An EndpointSlice's name, and its endpoints that are not marked unready."""
     namespace, name, _ = _metadata(obj, "EndpointSlice")
     where = f"EndpointSlice {namespace}/{name}"
-    body = _mapping(obj, where)
-    port = _dns_port(body.get("ports"))
+    raw = _mapping(obj, where).get("endpoints")
+    return name, [
+        item for item in (raw if isinstance(raw, list) else []) if isinstance(item, Mapping)
+        and _mapping(item.get("conditions"), f"{where} conditions").get("ready") is not False]
+
+
+def parse_dns_slice(obj: Any) -> DnsSliceState:
+    name, endpoints = _ready_endpoints(obj)
+    port = _dns_port(obj.get("ports"))
     servers = []
-    raw_endpoints = body.get("endpoints")
-    for item in raw_endpoints if isinstance(raw_endpoints, list) else []:
-        if not isinstance(item, Mapping):
-            continue
-        if _mapping(item.get("conditions"), f"{where} conditions").get("ready") is False:
-            continue
+    for item in endpoints:
         for address in item.get("addresses") or []:
             try:
                 servers.append(join_address(ip_value(str(address)), port))
             except ValueError:
                 continue
     return DnsSliceState(name, tuple(servers))
+
+
+@dataclass(frozen=True, slots=True)
+class MemberSliceState:
+    """One EndpointSlice of the agents' own Service: the nodes of its ready agents."""
+
+    name: str
+    members: tuple[str, ...]
+
+
+def parse_member_slice(obj: Any) -> MemberSliceState:
+    """An endpoint without a nodeName names no member: the kubelet's pods always have one."""
+    name, endpoints = _ready_endpoints(obj)
+    return MemberSliceState(name, tuple(sorted({
+        str(item["nodeName"]) for item in endpoints
+        if isinstance(item.get("nodeName"), str) and item["nodeName"]})))
 
 
 def namespace_name(obj: Any) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Callable
 from dataclasses import dataclass
 
 DNS_PORT = 53
@@ -36,6 +37,15 @@ class ServerRef:
 
     layer: str
     address: str
+
+
+Measures = Callable[[Target, ServerRef], bool]
+"""Whether this agent measures a target on a server: with sharding, only some (shard.py)."""
+
+
+def measure_all(target: Target, server: ServerRef) -> bool:
+    """The unsharded agent: every target on every server."""
+    return True
 
 
 def parse_target(text: str) -> Target:

@@ -12,7 +12,9 @@ own, every `fast_interval`. Fast probes go first, ranked by how much their insta
 cache entry seen outside fast mode in the last minute seeds the prediction of a change that
 follows. A bisection probe that has waited past the instant that made it worth a query is
 placed again, not sent. A probe that falls due while the budget is spent is deferred and
-counted once.
+counted once. With sharding, only the (name, server) pairs that `measures` gives are probed,
+and probes of the sharded layers also take from `shared`, this agent's part of the fleet's
+budget.
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ from dataclasses import dataclass, field
 
 from exporter.core.budget import Budget
 from exporter.core.expiry import PRECISION, Expiry
-from exporter.core.records import Question, ServerRef, Target
+from exporter.core.layers import SERVICE_LAYERS
+from exporter.core.records import Measures, Question, ServerRef, Target, measure_all
 
 FULL_HORIZON = 600.0
 """A server's highest TTL not seen for this long gives way: its configuration changed."""
@@ -60,13 +63,19 @@ class Scheduler:
     sweep_interval: float = 30.0
     steady_share: float = 0.5
     fast_backoff_max: float = 1.0
+    measures: Measures = measure_all
+    shared: Budget | None = None
+    """This agent's part of the fleet's budget, taken too by probes of the sharded layers."""
     deferred_total: int = field(default=0, init=False)
     """Probes that fell due while the budget was spent."""
     sweep_period: float | None = field(default=None, init=False)
     """How long the last whole sweep of every (name, server) pair took."""
     _sweep_started: float | None = field(default=None, init=False)
-    _questions: int = field(default=0, init=False)
-    """The names in the plan, all targets together."""
+    _counts: dict[Target, tuple[int, int]] = field(default_factory=dict, init=False)
+    """Per target, the pairs a sweep visits, and those of them on the sharded layers."""
+    pairs: int = field(default=0, init=False)
+    """The (name, server) pairs that one sweep visits."""
+    _shared_pairs: int = field(default=0, init=False)
     plan: dict[Target, tuple[Question, ...]] = field(default_factory=dict, init=False)
     servers: tuple[ServerRef, ...] = field(default=(), init=False)
     balanced: frozenset[ServerRef] = field(default=frozenset(), init=False)
@@ -95,14 +104,34 @@ class Scheduler:
     def set_servers(self, servers: tuple[ServerRef, ...],
                     balanced: frozenset[ServerRef] = frozenset()) -> None:
         self.servers, self.balanced = servers, balanced
+        self.reshard(list(self.plan))
+
+    def _recount(self, target: Target) -> None:
+        names = len(self.plan.get(target, ()))
+        servers = [s for s in self.servers if self.measures(target, s)] if names else []
+        count = (names * len(servers),
+                 names * sum(1 for s in servers if s.layer in SERVICE_LAYERS))
+        old = self._counts.pop(target, (0, 0))
+        if names:
+            self._counts[target] = count
+        self.pairs += count[0] - old[0]
+        self._shared_pairs += count[1] - old[1]
+
+    def reshard(self, targets: list[Target]) -> None:
+        """The fleet moved these targets: probe them where this agent now measures them."""
+        for target in targets:
+            self._recount(target)
+            for key in list(self._fast_by_target.get(target, ())):
+                if not self.measures(target, key.server):
+                    self._drop(key)
 
     def set_plan(self, target: Target, questions: tuple[Question, ...]) -> None:
         """The names to probe for a target; an empty tuple forgets the target."""
-        self._questions += len(questions) - len(self.plan.get(target, ()))
         if questions:
             self.plan[target] = questions
         else:
             self.plan.pop(target, None)
+        self._recount(target)
         for key in list(self._fast_by_target.get(target, ())):
             if key.question not in questions:
                 self._drop(key)
@@ -115,6 +144,8 @@ class Scheduler:
             if question not in planned:
                 continue
             for server in self.servers:
+                if not self.measures(target, server):
+                    continue
                 key = ProbeKey(target, question, server)
                 fast = self._fast.get(key)
                 placed = fast is not None  # a key in fast mode always has a probe placed
@@ -225,6 +256,10 @@ class Scheduler:
 
     def _base_gap(self) -> float:
         floor = 1.0 / (self.budget.qps * self.steady_share)
+        if self.shared is not None and self._shared_pairs:
+            # The sweep's probes of the sharded layers keep to their share of `shared` too.
+            floor = max(floor, self._shared_pairs / self.pairs
+                        / (self.shared.qps * self.steady_share))
         return max(self.sweep_interval / max(self.pairs, 1), floor)
 
     def _steady_gap(self) -> float:
@@ -236,11 +271,6 @@ class Scheduler:
         needed = self.pairs / (self.sweep_interval * self.steady_share)
         return needed if needed > self.budget.qps else None
 
-    @property
-    def pairs(self) -> int:
-        """The (name, server) pairs that one sweep visits."""
-        return self._questions * len(self.servers)
-
     def _next_sweep_key(self, now: float) -> ProbeKey | None:
         if not self._sweep:
             if self._sweep_started is not None:
@@ -248,15 +278,16 @@ class Scheduler:
             keys = [
                 ProbeKey(t, q, s)
                 for t, questions in self.plan.items()
+                for s in self.servers if self.measures(t, s)
                 for q in questions
-                for s in self.servers
             ]
             self._sweep_started = now if keys else None
             self.rng.shuffle(keys)
             self._sweep.extend(keys)
         while self._sweep:
             key = self._sweep[0]
-            if key.question in self.plan.get(key.target, ()) and key.server in self.servers:
+            if key.question in self.plan.get(key.target, ()) and key.server in self.servers \
+                    and self.measures(key.target, key.server):
                 return key
             self._sweep.popleft()
         return None
@@ -281,9 +312,18 @@ class Scheduler:
                 heapq.heappop(self._heaps[rank])
                 self._place(key, fast, now)
                 continue
+            shared = self._shared_for(key)
+            if shared is not None and shared.next_free(now) > now:
+                # Its share is spent, not the agent's budget: the others may still go.
+                heapq.heappop(self._heaps[rank])
+                self._schedule_fast(key, shared.next_free(now), rank)
+                self.deferred_total += 1
+                continue
             if not self.budget.try_take(now, self._reserve if rank == WAIT else 0):
                 self._count_fast_deferrals(now)
                 return out
+            if shared is not None:
+                shared.try_take(now)
             heapq.heappop(self._heaps[rank])
             self._schedule_fast(key, now + LOST)
             out.append(key)
@@ -297,16 +337,23 @@ class Scheduler:
             # A key in fast mode has its probes placed where its answer can change: its
             # sweep slot goes unused and the budget stays with the fast probes.
             if not self.in_fast_mode(swept, now):
-                if not self.budget.try_take(now, self._reserve):
+                shared = self._shared_for(swept)
+                if (shared is not None and shared.next_free(now) > now) or \
+                        not self.budget.try_take(now, self._reserve):
                     if not self._steady_deferred:
                         self._steady_deferred = True
                         self.deferred_total += 1
                     return out
+                if shared is not None:
+                    shared.try_take(now)
                 self._steady_deferred = False
                 out.append(swept)
             self._sweep.popleft()
             self._next_steady = max(self._next_steady + self._steady_gap(), now - 1.0)
         return out
+
+    def _shared_for(self, key: ProbeKey) -> Budget | None:
+        return self.shared if key.server.layer in SERVICE_LAYERS else None
 
     def _urgent_within(self, until: float) -> bool:
         """A probe whose instant is a window's error, or a change's first probe, falls due
@@ -336,7 +383,10 @@ class Scheduler:
         later = [self._heaps[WAIT][0][0]] if self._heaps[WAIT] else []
         if self._next_steady is not None and self.plan and self.servers and \
                 not self._urgent_within(now + 1.0 / self.budget.qps):
-            later.append(self._next_steady)
+            head = self._shared_for(self._sweep[0]) if self._sweep else None
+            # A sweep waiting on its share of the fleet's budget waits for that share.
+            later.append(self._next_steady if head is None
+                         else max(self._next_steady, head.next_free(now)))
         if later:
             wakes.append(max(min(later), self.budget.next_free(now, self._reserve)))
         return min(wakes) if wakes else now + self.sweep_interval

@@ -1,77 +1,163 @@
-"""Which targets one agent of the DaemonSet measures when the fleet shares them out.
+"""Which targets one agent of the DaemonSet measures when the fleet shares them out. Pure code.
 
 The members are the agents the fleet sees (the ready endpoints of their own Service). Each
-target goes, on the cluster-wide layers (kube-dns and the CoreDNS replicas), to the `k` members
-with the highest rendezvous hash of (target, member): every agent that sees the same members
+target goes, on the sharded layers (kube-dns and the CoreDNS replicas), to the `k` members with
+the highest rendezvous score of (target, member): every agent that sees the same members
 computes the same owners with no coordination, and a member coming or going moves only the
-targets it owned or now owns. The node-local layer is each node's own, so every agent probes its
-node-local for its own shard plus a sample of the rest, chosen by the same hash, so that every
-node's cache is covered by something without every agent asking for everything.
+targets it owned or now owns. The node-local layer is each node's own, so every agent probes
+its node-local for its own shard plus the `node_local_extra` targets with the highest score of
+(member, target) on a second hash: every node's cache is covered by a few names, and no agent
+asks for everything. Other layers (resolv-conf, static servers) stay unsharded.
 
-Pure code: no clock, no IO. Not wired into the agent yet (issue 15).
+Until the first membership list arrives the agent owns nothing on the sharded layers: probing
+everything for the moment that the list takes is the load this module exists to avoid.
 """
 
 from __future__ import annotations
 
-import hashlib
+import heapq
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from exporter.core.layers import SERVICE_LAYERS, rendezvous
+from exporter.core.layers import SERVICE_LAYERS, score
 from exporter.core.records import Target
 
-
-def _fraction(member: str, target: Target) -> float:
-    """A number in [0, 1) fixed by (member, target): which targets a member samples."""
-    digest = hashlib.sha256(f"sample\0{member}\0{target}".encode()).digest()
-    return int.from_bytes(digest[:8], "big") / 2**64
+_Ranked = list[tuple[bytes, str]]
+"""A target's owners, highest score first."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass
 class Shard:
     me: str
     """This agent's member name (its node)."""
-    members: frozenset[str]
-    """Every member the fleet sees, this one included."""
     k: int
-    """Owners of each target on the cluster-wide layers."""
-    sample: float = 0.0
-    """Share of the targets it does not own that this agent still probes at its node-local."""
+    """Owners of each target on the sharded layers."""
+    node_local_extra: int = 0
+    """Targets beyond its own shard that this agent still probes at its node-local."""
+    members: frozenset[str] = frozenset()
+    """Every member the fleet sees (this one is added to them)."""
+    known: bool = False
+    """Whether a membership list has arrived."""
+    handed_out: int = 0
+    """Targets this agent stopped measuring on the sharded layers because of a membership
+    change: the targets it handed over."""
+    taken_in: int = 0
+    """Targets this agent started measuring there because of one."""
+    _owners: dict[Target, _Ranked] = field(default_factory=dict)
+    _draws: dict[Target, bytes] = field(default_factory=dict)
+    """Per target, this agent's score for the node-local extras."""
+    _extras: set[Target] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         if self.k < 1:
             raise ValueError("k must be at least 1")
-        if not 0.0 <= self.sample <= 1.0:
-            raise ValueError("sample must be between 0 and 1")
+        if self.node_local_extra < 0:
+            raise ValueError("node_local_extra must be at least 0")
 
     @property
     def fleet(self) -> frozenset[str]:
         return self.members | {self.me}
 
+    def _rank(self, target: Target) -> _Ranked:
+        key = str(target)
+        return heapq.nlargest(self.k, ((score(key, m), m) for m in self.fleet))
+
     def owners(self, target: Target) -> list[str]:
-        """The members that measure `target` on the cluster-wide layers, sorted."""
-        return rendezvous(str(target), self.fleet, self.k)
+        """The members that measure `target` on the sharded layers, sorted."""
+        ranked = self._owners.get(target)
+        if ranked is None:
+            ranked = self._rank(target)
+        return sorted(m for _, m in ranked)
 
-    def cluster_wide(self, target: Target) -> bool:
-        return self.me in self.owners(target)
-
-    def node_local(self, target: Target) -> bool:
-        return self.cluster_wide(target) or _fraction(self.me, target) < self.sample
+    def owns(self, target: Target) -> bool:
+        if not self.known:
+            return False
+        ranked = self._owners.get(target)
+        if ranked is None:
+            ranked = self._rank(target)
+        return any(m == self.me for _, m in ranked)
 
     def measures(self, target: Target, layer: str) -> bool:
-        """Whether this agent probes `target` on `layer`; other layers (resolv-conf, static
-        servers) stay unsharded."""
-        if layer in SERVICE_LAYERS:  # every agent reaches the same servers there
-            return self.cluster_wide(target)
+        """Whether this agent probes `target` on `layer`."""
+        if layer in SERVICE_LAYERS:  # the same servers for every node
+            return self.owns(target)
         if layer == "node-local":
-            return self.node_local(target)
+            return target in self._extras or self.owns(target)
         return True
 
+    def mine(self) -> int:
+        """Targets this agent measures on the sharded layers."""
+        return sum(1 for t in self._owners if self.owns(t))
+
+    def node_local(self) -> int:
+        """Targets this agent measures at its node-local."""
+        return sum(1 for t in self._owners if self.measures(t, "node-local"))
+
     def budget_share(self, fleet_qps: float) -> float:
-        """This agent's part of a fleet-wide query rate for the cluster-wide layers."""
+        """This agent's part of a fleet-wide query rate for the sharded layers."""
         return fleet_qps / len(self.fleet)
 
-    def handed_over(self, before: Shard, targets: Iterable[Target]) -> list[Target]:
-        """Targets this agent measured on the cluster-wide layers under `before` and no longer
-        does: their open windows there must end as races, never as samples."""
-        return sorted(t for t in targets if before.cluster_wide(t) and not self.cluster_wide(t))
+    def add(self, target: Target) -> list[Target]:
+        """A target to share out; returns the targets whose node-local measure moved."""
+        if target in self._owners:
+            return []
+        self._owners[target] = self._rank(target)
+        draw = score(f"node-local\0{target}", self.me)
+        self._draws[target] = draw
+        if self.node_local_extra == 0:
+            return []
+        if len(self._extras) < self.node_local_extra:
+            self._extras.add(target)
+            return [target]
+        lowest = min(self._extras, key=self._draws.__getitem__)
+        if draw <= self._draws[lowest]:
+            return []
+        self._extras.discard(lowest)
+        self._extras.add(target)
+        return sorted({lowest, target})
+
+    def remove(self, target: Target) -> list[Target]:
+        """A target gone; returns the others whose node-local measure moved."""
+        if self._owners.pop(target, None) is None:
+            return []
+        del self._draws[target]
+        if target not in self._extras:
+            return []
+        self._extras.discard(target)
+        rest = (t for t in self._draws if t not in self._extras)
+        best = max(rest, key=self._draws.__getitem__, default=None)
+        if best is None:
+            return []
+        self._extras.add(best)
+        return [best]
+
+    def set_members(self, members: Iterable[str]) -> list[Target]:
+        """A new view of the fleet; returns the targets whose measure moved on any layer.
+
+        A member joining can only take a place in each target's top `k`: one score each. A
+        member leaving reranks only the targets it owned, about `k / n` of them."""
+        new = frozenset(members)
+        joined, left = (new | {self.me}) - self.fleet, self.fleet - (new | {self.me})
+        before = self.known
+        self.members, self.known = new, True
+        moved = []
+        for target, ranked in self._owners.items():
+            had = before and any(m == self.me for _, m in ranked)
+            if left and any(m in left for _, m in ranked):
+                ranked = self._rank(target)
+            else:
+                key = str(target)
+                for member in joined:
+                    entry = (score(key, member), member)
+                    if len(ranked) < self.k or entry > ranked[-1]:
+                        ranked = sorted([*ranked, entry], reverse=True)[:self.k]
+            self._owners[target] = ranked
+            has = any(m == self.me for _, m in ranked)
+            if has != had:
+                moved.append(target)
+                if before:
+                    if has:
+                        self.taken_in += 1
+                    else:
+                        self.handed_out += 1
+        return sorted(moved)

@@ -89,6 +89,22 @@ class Snapshot:
     dns_service: tuple[str, str, bool] | None = None
     """The cluster DNS Service's namespace and name, and whether it exists; None when no
     layer needs it."""
+    shard: ShardView | None = None
+    """The fleet as this agent sees it; None without sharding."""
+
+
+@dataclass(frozen=True)
+class ShardView:
+    members: int
+    """Agents in the fleet, this one included."""
+    owned: int
+    """Targets this agent measures on the kube-dns and coredns layers."""
+    node_local: int
+    """Targets it measures at its node-local."""
+    handed_out: int
+    taken_in: int
+    budget_qps: float | None
+    """Its share of the fleet's budget; None without one."""
 
 
 class Metrics(Collector):
@@ -278,6 +294,8 @@ class Metrics(Collector):
                 labels=["namespace", "service"])
             service.add_metric([namespace, name], 1 if found else 0)
             yield service
+        if snap.shard is not None:
+            yield from shard_families(snap.shard)
         info = GaugeMetricFamily(
             "dns_staleness_build_info",
             "Always 1; the agent's version, its source revision and the Python it runs on.",
@@ -285,3 +303,26 @@ class Metrics(Collector):
         info.add_metric([__version__, REVISION, platform.python_version()], 1)
         yield info
 
+
+
+def shard_families(view: ShardView) -> Iterator[Metric]:
+    yield GaugeMetricFamily("dns_staleness_fleet_members",
+                            "Agents in the fleet that shares the targets out, this one included.",
+                            value=view.members)
+    owned = GaugeMetricFamily("dns_staleness_shard_targets",
+                              "Targets this agent measures, by where: its shard of the kube-dns "
+                              "and coredns layers, and its node-local.", labels=["scope"])
+    owned.add_metric(["cluster"], view.owned)
+    owned.add_metric(["node-local"], view.node_local)
+    yield owned
+    moved = CounterMetricFamily("dns_staleness_shard_handovers",
+                                "Targets that membership changes moved off (out) or onto (in) "
+                                "this agent's shard.", labels=["direction"])
+    moved.add_metric(["out"], view.handed_out)
+    moved.add_metric(["in"], view.taken_in)
+    yield moved
+    if view.budget_qps is not None:
+        yield GaugeMetricFamily("dns_staleness_fleet_budget_share_qps",
+                                "This agent's share of fleet_budget_qps: the most queries per "
+                                "second it sends to the kube-dns and coredns layers.",
+                                value=view.budget_qps)

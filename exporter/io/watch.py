@@ -30,6 +30,7 @@ from exporter.core.objects import (
     parse_status,
     parse_watch_event,
 )
+from exporter.core.records import Target
 from exporter.io.kubeconfig import ClusterAccess
 from exporter.io.tasks import Background
 
@@ -74,12 +75,14 @@ class Resource:
 
 
 def resources(namespaces: tuple[str, ...], dns_namespace: str,
-              dns_service: str, namespace_labels: str = "", *, dns: bool = True) -> list[Resource]:
+              dns_service: str, namespace_labels: str = "", *, dns: bool = True,
+              members: Target | None = None) -> list[Resource]:
     """Headless slices (the controller labels them; hand-made slices opt in with the same
     label), mirrored slices (the mirroring controller never adds that label; the selectors are
     disjoint, so no slice comes twice), all Services (headless is a spec field, not a label),
-    the kube-dns pieces (with `dns`), and with `namespace_labels` (the kubernetes plugin's
-    option of that name) the Namespaces that CoreDNS exposes."""
+    the kube-dns pieces (with `dns`), with `namespace_labels` (the kubernetes plugin's
+    option of that name) the Namespaces that CoreDNS exposes, and with `members` the slices
+    of the agents' own Service."""
     scopes: tuple[str | None, ...] = namespaces or (None,)
     out = [Resource(Kind.ENDPOINT_SLICE, "discovery.k8s.io", "endpointslices", ns,
                     HEADLESS_LABEL) for ns in scopes]
@@ -97,6 +100,9 @@ def resources(namespaces: tuple[str, ...], dns_namespace: str,
         out.append(Resource(Kind.DNS_ENDPOINT_SLICE, "discovery.k8s.io", "endpointslices",
                             dns_namespace,
                             f"{SERVICE_NAME_LABEL}={dns_service}"))
+    if members is not None:
+        out.append(Resource(Kind.MEMBER_ENDPOINT_SLICE, "discovery.k8s.io", "endpointslices",
+                            members.namespace, f"{SERVICE_NAME_LABEL}={members.service}"))
     return out
 
 

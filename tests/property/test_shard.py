@@ -15,64 +15,122 @@ targets = st.lists(st.builds(Target, st.sampled_from(["a", "b", "team"]),
                    min_size=1, max_size=40, unique=True)
 
 
-def fleet(members: list[str], k: int, sample: float = 0.0) -> list[Shard]:
-    return [Shard(me, frozenset(members), k, sample) for me in members]
+def shard(me: str, members: list[str], k: int, found: list[Target], extra: int = 0) -> Shard:
+    out = Shard(me, k, extra)
+    for target in found:
+        out.add(target)
+    out.set_members(members)
+    return out
 
 
 @settings(max_examples=200, deadline=None)
 @given(members=nodes, found=targets, k=st.integers(1, 4))
 def test_every_target_has_exactly_k_owners_that_every_member_agrees_on(
         members: list[str], found: list[Target], k: int) -> None:
-    shards = fleet(members, k)
+    shards = [shard(me, members, k, found) for me in members]
     for target in found:
-        measuring = [s.me for s in shards if s.cluster_wide(target)]
+        measuring = [s.me for s in shards if s.owns(target)]
         assert len(measuring) == min(k, len(members))
         assert all(s.owners(target) == sorted(measuring) for s in shards)
+
+
+@settings(max_examples=200, deadline=None)
+@given(members=nodes, found=targets, k=st.integers(1, 3), changes=st.lists(
+    st.tuples(st.booleans(), st.from_regex(r"node-[a-z0-9]{1,6}", fullmatch=True)),
+    min_size=1, max_size=6))
+def test_a_view_changed_step_by_step_owns_what_a_fresh_one_does(
+        members: list[str], found: list[Target], k: int,
+        changes: list[tuple[bool, str]]) -> None:
+    """The incremental rerank (one score per joiner, a rerank where an owner left) agrees
+    with computing the owners from scratch, and counts every target it gives or takes."""
+    me = members[0]
+    live = shard(me, members, k, found)
+    view = set(members)
+    handed = taken = 0
+    for join, member in changes:
+        if member == me:
+            continue
+        before = {t for t in found if live.owns(t)}
+        view = view | {member} if join else view - {member}
+        moved = set(live.set_members(view))
+        after = {t for t in found if live.owns(t)}
+        assert moved == before ^ after
+        handed, taken = handed + len(before - after), taken + len(after - before)
+        fresh = shard(me, sorted(view), k, found)
+        assert after == {t for t in found if fresh.owns(t)}
+    assert (live.handed_out, live.taken_in) == (handed, taken)
 
 
 @settings(max_examples=200, deadline=None)
 @given(members=nodes, found=targets, k=st.integers(1, 3), extra=st.just("node-NEW"))
 def test_a_member_joining_moves_only_what_it_takes(
         members: list[str], found: list[Target], k: int, extra: str) -> None:
-    before = {t: set(Shard(members[0], frozenset(members), k).owners(t)) for t in found}
+    before = {t: set(shard(members[0], members, k, found).owners(t)) for t in found}
     grown = [*members, extra]
-    after = {t: set(Shard(members[0], frozenset(grown), k).owners(t)) for t in found}
+    after = {t: set(shard(members[0], grown, k, found).owners(t)) for t in found}
     for target in found:
         # Either nothing changes, or the newcomer takes exactly one member's place.
         lost = before[target] - after[target]
         gained = after[target] - before[target]
         assert gained <= {extra}
         assert len(lost) == len(gained) - (len(members) < k)
-    # And the old member that lost a target under the new membership is told to hand it over.
+    # And each old member is told of exactly the targets it lost, and counts them.
     for me in members:
-        old, new = Shard(me, frozenset(members), k), Shard(me, frozenset(grown), k)
-        assert new.handed_over(old, found) == sorted(
-            t for t in found if me in before[t] and me not in after[t])
+        live = shard(me, members, k, found)
+        moved = live.set_members(grown)
+        handed = sorted(t for t in found if me in before[t] and me not in after[t])
+        assert moved == handed
+        assert (live.handed_out, live.taken_in) == (len(handed), 0)
 
 
 @settings(max_examples=100, deadline=None)
-@given(members=nodes, found=targets, k=st.integers(1, 3),
-       sample=st.sampled_from([0.0, 0.1, 0.5, 1.0]))
-def test_node_local_covers_the_shard_and_a_sample_never_less(
-        members: list[str], found: list[Target], k: int, sample: float) -> None:
-    for shard in fleet(members, k, sample):
-        for target in found:
-            if shard.cluster_wide(target):
-                assert shard.node_local(target)
-            assert shard.measures(target, "resolv-conf")
-            assert shard.measures(target, "coredns") == shard.cluster_wide(target)
-        if sample == 1.0:
-            assert all(shard.node_local(t) for t in found)
+@given(members=nodes, found=targets, k=st.integers(1, 3), extra=st.integers(0, 5),
+       gone=st.integers(0, 10))
+def test_node_local_covers_the_shard_and_a_fixed_number_more(
+        members: list[str], found: list[Target], k: int, extra: int, gone: int) -> None:
+    for me in members:
+        s = shard(me, members, k, found, extra)
+        for target in found[:gone]:
+            s.remove(target)
+        left = found[gone:]
+        local = {t for t in left if s.measures(t, "node-local")}
+        owned = {t for t in left if s.owns(t)}
+        assert owned <= local
+        assert len(local - owned) <= extra
+        assert len(local) >= min(extra, len(left))
+        assert all(s.measures(t, "resolv-conf") for t in left)
+        assert all(s.measures(t, "coredns") == s.owns(t) for t in left)
 
 
-def test_a_sample_is_about_its_share() -> None:
-    shard = Shard("node-a", frozenset({f"node-{i}" for i in range(50)}), 1, 0.1)
-    found = [Target("ns", f"svc-{i}") for i in range(5000)]
-    foreign = [t for t in found if not shard.cluster_wide(t)]
-    sampled = sum(shard.node_local(t) for t in foreign) / len(foreign)
-    assert 0.08 < sampled < 0.12, sampled
+def test_the_extras_are_the_best_draws_whatever_the_order_of_arrival() -> None:
+    found = [Target("ns", f"svc-{i}") for i in range(200)]
+    forward, backward = Shard("node-a", 1, 3), Shard("node-a", 1, 3)
+    for target in found:
+        forward.add(target)
+    for target in reversed(found):
+        backward.add(target)
+    picks = {t for t in found if forward.measures(t, "node-local")}
+    assert len(picks) == 3
+    assert picks == {t for t in found if backward.measures(t, "node-local")}
+    other = Shard("node-b", 1, 3)
+    for target in found:
+        other.add(target)
+    assert {t for t in found if other.measures(t, "node-local")} != picks  # its own draw
+
+
+def test_nothing_is_owned_before_the_first_membership_list() -> None:
+    s = Shard("node-a", 3, 1)
+    target = Target("ns", "svc")
+    assert s.add(target) == [target]  # the node-local extra needs no membership
+    assert not s.owns(target) and not s.measures(target, "kube-dns")
+    assert s.measures(target, "node-local")
+    assert s.set_members([]) == [target]  # a fleet of one: it owns everything
+    assert s.owns(target) and (s.handed_out, s.taken_in) == (0, 0)
 
 
 def test_the_budget_is_shared_by_the_fleet() -> None:
-    assert Shard("a", frozenset({"a", "b", "c", "d"}), 2).budget_share(100.0) == 25.0
-    assert Shard("a", frozenset(), 2).budget_share(100.0) == 100.0  # alone: all of it
+    s = Shard("a", 2)
+    s.set_members(["a", "b", "c", "d"])
+    assert s.budget_share(100.0) == 25.0
+    s.set_members([])
+    assert s.budget_share(100.0) == 100.0  # alone: all of it

@@ -54,10 +54,17 @@ def test_budget_sustains_its_rate_and_says_when_it_is_free() -> None:
     assert 95 <= sent <= 101
 
 
-@pytest.mark.parametrize(("qps", "burst"), [(0.5, 1), (10, 0), (10, 11)])
+@pytest.mark.parametrize(("qps", "burst"), [(0, 1), (0.5, 2), (10, 0), (10, 11)])
 def test_budget_rejects_impossible_settings(qps: float, burst: int) -> None:
     with pytest.raises(ValueError):
         Budget(qps, burst)
+
+
+def test_a_budget_below_one_query_a_second_sends_at_its_rate() -> None:
+    """A fleet's budget shared by many agents gives each less than one query a second."""
+    budget = Budget(0.25, 1)
+    sent = [t / 10 for t in range(0, 400) if budget.try_take(t / 10)]
+    assert sent[:3] == [0.0, 4.0, 8.0] and len(sent) == 10
 
 
 def scheduler(qps: float = 100, burst: int = 4, sweep: float = 3.0,
@@ -391,3 +398,55 @@ def test_what_answers_outside_fast_mode_saw_stays_bounded() -> None:
                    True)
         now += 0.05  # 20 answers a second
     assert 0 < len(s._seen) <= 20 * 60
+
+
+OTHER = Target("ns", "api")
+
+
+def owns_web(target: Target, server: ServerRef) -> bool:
+    """This agent's shard: `web` everywhere; `api` only at its node-local."""
+    return target == T or server.layer == "node-local"
+
+
+def test_a_shard_sweeps_and_probes_fast_only_what_it_measures() -> None:
+    s = Scheduler(Budget(100, 4), random.Random(7), fast_interval=0.1, fast_cap=5.0,
+                  sweep_interval=3.0, measures=owns_web)
+    s.set_servers(SERVERS)
+    s.set_plan(T, QS)
+    s.set_plan(OTHER, QS)
+    assert s.pairs == 6 + 3
+    sent = run(s, 12.0)
+    assert {k for _, k in sent} == {ProbeKey(t, q, srv) for t in (T, OTHER) for q in QS
+                                    for srv in SERVERS if owns_web(t, srv)}
+    s.changed(OTHER, {QS[0]}, 12.0)
+    sent = fast_run(s, 13.0, 12.0, lambda k, t: (OLD, 30), new_served)
+    assert fast(sent, server=SERVERS[0]) == []
+    assert {k.server for _, k in sent if k.target == OTHER and k.question == QS[0]} == \
+        {SERVERS[1]}
+    # The fleet hands `web` over: its fast probes stop, and the sweep leaves it out.
+    s.changed(T, {QS[0]}, 13.0)
+    s.measures = lambda t, srv: srv.layer == "node-local"
+    s.reshard([T, OTHER])
+    assert s.pairs == 6
+    sent = run(s, 20.0, 13.5)
+    assert {k.server.layer for _, k in sent} == {"node-local"}
+
+
+def test_the_sharded_layers_keep_to_the_fleet_share_and_the_rest_goes_on() -> None:
+    def layers(shared: Budget | None) -> tuple[list[float], list[float], int]:
+        s = Scheduler(Budget(100, 4), random.Random(7), fast_interval=0.1, fast_cap=30.0,
+                      sweep_interval=1.0, fast_backoff_max=0.1, shared=shared)
+        s.set_servers(SERVERS)
+        s.set_plan(T, QS)
+        s.changed(T, set(QS), 0.0)
+        sent = fast_run(s, 10.0, 0.0, lambda k, t: (OLD, 0), new_served)
+        return ([t for t, k in sent if k.server.layer == "coredns"],
+                [t for t, k in sent if k.server.layer == "node-local"], s.deferred_total)
+
+    coredns, local, deferred = layers(Budget(2, 1))
+    free_coredns, free_local, free_deferred = layers(None)
+    assert deferred > free_deferred + 50  # the probes the share held back are counted
+    assert max_in_any_second(coredns) <= 2 and len(coredns) >= 15
+    assert len(free_coredns) > 200
+    # Never held behind the spent share: node-local keeps its pace.
+    assert len(local) >= 0.95 * len(free_local) > 200

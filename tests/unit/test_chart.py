@@ -281,15 +281,16 @@ def test_restricted_namespaces_get_roles_not_a_cluster_role() -> None:
              for o in objects if o["kind"] == "Role"}
     shipped = yaml.safe_load((ROOT / "deploy" / "rbac.yaml").read_text())["rules"]
     pods = {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list"]}
-    # The watched namespaces, and kube-system for the kube-dns Service and its slices.
-    for ns in ("team-a", "team-b", "kube-system"):
+    # The watched namespaces, kube-system for the kube-dns Service and its slices, and the
+    # release's own for the agents' Service, whose slices are the fleet that shards.
+    for ns in ("team-a", "team-b", "kube-system", NAMESPACE):
         assert roles[(ns, "rel-dns-staleness-exporter")] == [*shipped, pods]
     assert roles[("kube-system", "rel-dns-staleness-exporter-check")] == [{
         "apiGroups": [""], "resources": ["configmaps"],
         "resourceNames": ["coredns", "node-local-dns"], "verbs": ["get"]}]
-    assert len(roles) == 4
+    assert len(roles) == 5
     bindings = [o for o in objects if o["kind"] == "RoleBinding"]
-    assert len(bindings) == 4
+    assert len(bindings) == 5
 
 
 def test_namespace_labels_grant_namespaces_and_nothing_else() -> None:
@@ -334,6 +335,19 @@ def test_both_monitors_at_once_are_refused() -> None:
                       "--set", "podMonitor.enabled=true")
     assert result.returncode != 0
     assert "would both scrape every pod, so every series twice: enable one" in result.stderr
+
+
+def test_sharding_reads_the_fleet_from_the_charts_own_service() -> None:
+    config = yaml.safe_load(agent_config(render()))
+    assert config["shard_service"] == f"{NAMESPACE}/rel-dns-staleness-exporter"
+    assert one(render(), "Service")["metadata"]["name"] == "rel-dns-staleness-exporter"
+    off = yaml.safe_load(agent_config(render(None, ("--set", "sharding.enabled=false"))))
+    assert "shard_service" not in off
+    result = run_helm("template", "rel", str(CHART), "--set", "service.enabled=false")
+    assert result.returncode != 0
+    assert "sharding.enabled reads the fleet from the chart's Service" in result.stderr
+    result = run_helm("template", "rel", str(CHART), "--set", "config.shard_service=a/b")
+    assert result.returncode != 0, "the chart sets it"
 
 
 def test_null_values_render() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from exporter.core.comparator import PROPAGATION, STALE, Comparator, Observation
+from exporter.core.comparator import PROPAGATION, STALE, Comparator, Observation, RaceReason
 from exporter.core.records import Question, ServerRef, Target
 from exporter.core.truth import Stamp, Update
 
@@ -282,3 +282,51 @@ def test_an_answer_asked_before_the_change_does_not_show_the_old_state_after_it(
     outcome = c.observe(Observation(Q, S, 3.513, 3.515, frozenset()))
     assert outcome.windows == []
     assert [r.reason for r in outcome.races] == ["outage"]
+
+
+def sharded(owned: set[ServerRef]) -> Comparator:
+    """Measures the servers in `owned`, which the test may change before a reshard."""
+    c = Comparator(measures=lambda target, server: server in owned)
+    c.set_servers([S, S2])
+    c.update(Update(T, answers(svc=frozenset({"1.1.1.1", "1.1.1.2"})), Stamp(0.0)))
+    c.mark_synced()
+    return c
+
+
+def test_a_shard_keeps_cells_only_where_it_measures() -> None:
+    c = sharded({S})
+    probe(c, 1.0, {"1.1.1.1", "1.1.1.2"})
+    c.update(Update(T, answers(svc=frozenset({"1.1.1.1", "1.1.1.3"})), Stamp(2.0)))
+    # The new record is missing on S, which it measures; on S2 nothing opens, never probed.
+    assert set(c.open_windows(3.0)) == {(T, S)}
+    assert probe(c, 3.0, {"1.1.1.1", "1.1.1.2"}, server=S2) == []  # a probe from before
+
+
+def test_a_window_open_when_the_target_moves_away_is_a_race() -> None:
+    owned = {S}
+    c = sharded(owned)
+    probe(c, 1.0, {"1.1.1.1", "1.1.1.2"})
+    c.update(Update(T, answers(svc=frozenset({"1.1.1.1"})), Stamp(2.0)))
+    probe(c, 3.0, {"1.1.1.1", "1.1.1.2"})
+    owned.clear()
+    races = c.reshard([T], 4.0)
+    assert [(r.reason, r.server, r.value) for r in races] == [
+        (RaceReason.HANDED_OVER, S, "1.1.1.2")]
+    assert c.open_windows(4.0) == {}
+    assert probe(c, 5.0, {"1.1.1.1"}) == []  # its end, seen by no one here, is no sample
+
+
+def test_a_window_caused_before_the_target_came_here_is_a_race_not_a_sample() -> None:
+    owned = {S}
+    c = sharded(owned)
+    c.update(Update(T, answers(svc=frozenset({"1.1.1.1"})), Stamp(2.0)))
+    owned.add(S2)
+    assert c.reshard([T], 3.0) == []
+    probe(c, 4.0, {"1.1.1.1", "1.1.1.2"}, server=S2)
+    assert (T, S2) in c.open_windows(4.5)  # the layer is stale, and the gauges say so
+    outcome = c.observe(Observation(Q, S2, 6.0, 6.0, frozenset({"1.1.1.1"})))
+    assert outcome.windows == []
+    assert [r.reason for r in outcome.races] == [RaceReason.HANDED_OVER]
+    # A change after the handover is measured as ever.
+    c.update(Update(T, answers(svc=frozenset({"1.1.1.1", "1.1.1.4"})), Stamp(7.0)))
+    assert probe(c, 8.0, {"1.1.1.1", "1.1.1.4"}, server=S2) == [(PROPAGATION, "watch", 1.0)]

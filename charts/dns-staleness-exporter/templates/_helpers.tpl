@@ -66,12 +66,18 @@ app.kubernetes.io/part-of: {{ include "dse.name" . }}
 {{- if gt (float64 $c.probe_burst) (float64 $c.probe_budget_qps) }}
 {{- fail (printf "config.probe_burst (%v) must not exceed config.probe_budget_qps (%v)" $c.probe_burst $c.probe_budget_qps) }}
 {{- end }}
+{{- if .Values.sharding.enabled }}
+{{- $c = merge (dict "shard_service" (printf "%s/%s" (include "dse.namespace" .) (include "dse.fullname" .))) (deepCopy $c) }}
+{{- end }}
 {{- toYaml $c }}
 {{- end }}
 
 {{/* Namespaces that need a Role when config.namespaces restricts the watches. */}}
 {{- define "dse.roleNamespaces" -}}
 {{- $all := concat .Values.config.namespaces (list .Values.config.kube_dns_namespace) }}
+{{- if .Values.sharding.enabled }}
+{{- $all = append $all (include "dse.namespace" .) }}
+{{- end }}
 {{- toJson (uniq $all) }}
 {{- end }}
 
@@ -181,6 +187,9 @@ selector:
 {{- define "dse.validate" -}}
 {{- if and .Values.serviceMonitor.enabled .Values.podMonitor.enabled }}
 {{- fail "serviceMonitor.enabled and podMonitor.enabled would both scrape every pod, so every series twice: enable one" }}
+{{- end }}
+{{- if and .Values.sharding.enabled (not .Values.service.enabled) }}
+{{- fail "sharding.enabled reads the fleet from the chart's Service: set service.enabled, or sharding.enabled=false" }}
 {{- end }}
 {{- if and .Values.config.kubernetes_authorization (dig "basic_auth_users" nil .Values.webConfig.config) }}
 {{- fail "config.kubernetes_authorization and webConfig.config.basic_auth_users both read the Authorization header: use one" }}
