@@ -239,7 +239,7 @@ class Agent:
         if (len(self.shard.fleet), self.shard.known) != before or moved:
             log.info("fleet changed", extra={"kv": {
                 "members": len(self.shard.fleet), "moved": len(moved),
-                "owned": self.shard.mine(), "node_local": self.shard.node_local(),
+                "owned": len(self.shard.owned()), "node_local": self.shard.node_local(),
                 "budget_qps": share}})
 
     def _share_budget(self) -> float | None:
@@ -439,7 +439,7 @@ class Agent:
             probes_deferred=self.scheduler.deferred_total, monitored=self.truth.monitored,
             monitored_total=len(self.truth.monitored), dropped=self.truth.dropped,
             dropped_now=len(self.truth.dropped), dropped_total=self.truth.dropped_total,
-            limit=self.settings.status_limit), __version__)
+            limit=self.settings.status_limit, shard=self.shard), __version__)
 
     def http_server(self, registry: CollectorRegistry,
                     authorize: Callable[[str | None, str], Awaitable[int]] | None = None
@@ -512,7 +512,7 @@ class Agent:
             if self.discovery is not None and self.discovery.needs_service and self.ready
             else None,
             shard=None if self.shard is None else ShardView(
-                len(self.shard.fleet), self.shard.mine(), self.shard.node_local(),
+                len(self.shard.fleet), len(self.shard.owned()), self.shard.node_local(),
                 self.shard.handed_out, self.shard.taken_in, self._share_budget()),
         )
 

@@ -10,7 +10,10 @@ its node-local for its own shard plus the `node_local_extra` targets with the hi
 asks for everything. Other layers (resolv-conf, static servers) stay unsharded.
 
 Until the first membership list arrives the agent owns nothing on the sharded layers: probing
-everything for the moment that the list takes is the load this module exists to avoid.
+everything for the moment that the list takes is the load this module exists to avoid. Nor
+does it while others are listed and it is not (it is not ready yet, or going): the others do
+not count it either, so counting itself in would make `k + 1` owners. An empty list is a
+fleet of one: every agent then measures everything, as unsharded.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ class Shard:
     node_local_extra: int = 0
     """Targets beyond its own shard that this agent still probes at its node-local."""
     members: frozenset[str] = frozenset()
-    """Every member the fleet sees (this one is added to them)."""
+    """Every member the membership list names."""
     known: bool = False
     """Whether a membership list has arrived."""
     handed_out: int = 0
@@ -56,7 +59,8 @@ class Shard:
 
     @property
     def fleet(self) -> frozenset[str]:
-        return self.members | {self.me}
+        """The members that share the targets out, as every agent with this list sees them."""
+        return self.members or frozenset({self.me})
 
     def _rank(self, target: Target) -> _Ranked:
         key = str(target)
@@ -70,7 +74,7 @@ class Shard:
         return sorted(m for _, m in ranked)
 
     def owns(self, target: Target) -> bool:
-        if not self.known:
+        if not self.known or self.me not in self.fleet:
             return False
         ranked = self._owners.get(target)
         if ranked is None:
@@ -85,9 +89,9 @@ class Shard:
             return target in self._extras or self.owns(target)
         return True
 
-    def mine(self) -> int:
-        """Targets this agent measures on the sharded layers."""
-        return sum(1 for t in self._owners if self.owns(t))
+    def owned(self) -> list[Target]:
+        """Targets this agent measures on the sharded layers: its shard."""
+        return [t for t in self._owners if self.owns(t)]
 
     def node_local(self) -> int:
         """Targets this agent measures at its node-local."""
@@ -136,14 +140,12 @@ class Shard:
 
         A member joining can only take a place in each target's top `k`: one score each. A
         member leaving reranks only the targets it owned, about `k / n` of them."""
-        new = frozenset(members)
-        joined, left = (new | {self.me}) - self.fleet, self.fleet - (new | {self.me})
-        before = self.known
-        self.members, self.known = new, True
-        moved = []
+        was_known, before = self.known, self.fleet
+        had = {t for t in self._owners if self.owns(t)}
+        self.members, self.known = frozenset(members), True
+        joined, left = self.fleet - before, before - self.fleet
         for target, ranked in self._owners.items():
-            had = before and any(m == self.me for _, m in ranked)
-            if left and any(m in left for _, m in ranked):
+            if any(m in left for _, m in ranked):
                 ranked = self._rank(target)
             else:
                 key = str(target)
@@ -152,12 +154,8 @@ class Shard:
                     if len(ranked) < self.k or entry > ranked[-1]:
                         ranked = sorted([*ranked, entry], reverse=True)[:self.k]
             self._owners[target] = ranked
-            has = any(m == self.me for _, m in ranked)
-            if has != had:
-                moved.append(target)
-                if before:
-                    if has:
-                        self.taken_in += 1
-                    else:
-                        self.handed_out += 1
-        return sorted(moved)
+        has = {t for t in self._owners if self.owns(t)}
+        if was_known:
+            self.taken_in += len(has - had)
+            self.handed_out += len(had - has)
+        return sorted(had ^ has)

@@ -16,6 +16,7 @@ from typing import Any
 
 from exporter.core.comparator import OpenWindow, Window
 from exporter.core.records import ServerRef, Target
+from exporter.core.shard import Shard
 
 SCHEMA = "dns-staleness-exporter/status/v1"
 BOUND_SLACK = 5.0
@@ -72,6 +73,7 @@ class Inputs:
     dropped_now: int
     dropped_total: int
     limit: int
+    shard: Shard | None = None
 
 
 def _who(target: Target) -> dict[str, str]:
@@ -107,7 +109,16 @@ def document(i: Inputs, version: str) -> dict[str, Any]:
                     "monitored": [_who(t) for t in monitored],
                     "dropped_total": i.dropped_total, "dropped_now": i.dropped_now,
                     "dropped": [_who(t) for t in dropped]},
+        "shard": None if i.shard is None else _shard(i.shard, i.limit),
     }
+
+
+def _shard(shard: Shard, limit: int) -> dict[str, Any]:
+    owned = shard.owned()
+    return {"members_total": len(shard.fleet), "members": sorted(shard.fleet)[:limit],
+            "owners": shard.k, "known": shard.known, "owned_total": len(owned),
+            "owned": [_who(t) for t in _first(owned, limit)],
+            "node_local_total": shard.node_local()}
 
 
 def identity(w: OpenWindow | Window) -> dict[str, Any]:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
+import signal
 import ssl
 import subprocess
 import sys
@@ -32,7 +34,7 @@ from tests.dnsref import reference_reduce
 from tests.rig import CoreDNS, KubeApiServer, free_port
 
 WINDOW = re.compile(
-    r"window kind=(?P<kind>\S+) layer=(?P<layer>\S+) server=\S+ name=(?P<name>\S+) "
+    r"window kind=(?P<kind>\S+) layer=(?P<layer>\S+) server=(?P<server>\S+) name=(?P<name>\S+) "
     r"type=(?P<type>\S+) value=(?P<value>\S+) reference=(?P<reference>\S+) "
     r"seconds=(?P<seconds>[\d.]+) resolution=(?P<resolution>[\d.]+)")
 
@@ -113,6 +115,16 @@ class AgentWindow:
     reference: str
     seconds: float
     resolution: float
+    server: str = ""
+    end: float = 0.0
+    """When it was logged, on this process's monotonic clock; 0 from `windows()`."""
+
+    @classmethod
+    def of(cls, match: re.Match[str], end: float = 0.0) -> AgentWindow:
+        d = match.groupdict()
+        return cls(d["kind"], d["layer"], d["name"], d["type"], d["value"].replace("_", " "),
+                   d["reference"], float(d["seconds"]), float(d["resolution"]), d["server"],
+                   end)
 
 
 class AgentProcess:
@@ -131,7 +143,9 @@ class AgentProcess:
 
     def start(self, timeout: float = 30.0) -> AgentProcess:
         self.log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(self.args, stdout=self.log, stderr=subprocess.STDOUT)
+        # A fatal signal then dumps every thread's stack into the log: see stop().
+        self.proc = subprocess.Popen(self.args, stdout=self.log, stderr=subprocess.STDOUT,
+                                     env={**os.environ, "PYTHONFAULTHANDLER": "1"})
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -158,6 +172,13 @@ class AgentProcess:
     def metrics(self) -> str:
         return self.get("/metrics")[1]
 
+    def status(self) -> dict[str, Any]:
+        """The /api/v1/status document."""
+        code, body = self.get("/api/v1/status")
+        assert code == 200, (code, self.tail())
+        document: dict[str, Any] = json.loads(body)
+        return document
+
     def log_lines(self) -> list[LogLine]:
         return log_lines(self.log_path.read_text(errors="replace"))
 
@@ -165,13 +186,15 @@ class AgentProcess:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
 
     def windows(self) -> list[AgentWindow]:
-        found = []
-        for match in WINDOW.finditer(self.log_path.read_text(errors="replace")):
-            d = match.groupdict()
-            found.append(AgentWindow(d["kind"], d["layer"], d["name"], d["type"],
-                                     d["value"].replace("_", " "), d["reference"],
-                                     float(d["seconds"]), float(d["resolution"])))
-        return found
+        return [AgentWindow.of(m)
+                for m in WINDOW.finditer(self.log_path.read_text(errors="replace"))]
+
+    def timed_windows(self) -> list[AgentWindow]:
+        """Every window of the debug log on the watch reference, with when it closed."""
+        offset = time.time() - time.monotonic()
+        return [AgentWindow.of(m, line.wall - offset) for line in self.log_lines()
+                if line.level == "debug" and (m := WINDOW.match(line.msg)) is not None
+                and m["reference"] == "watch"]
 
     def stop(self) -> int | None:
         if self.proc is None:
@@ -181,8 +204,12 @@ class AgentProcess:
             try:
                 self.proc.wait(10)
             except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+                self.proc.send_signal(signal.SIGABRT)  # where it hangs, into the log
+                try:
+                    self.proc.wait(5)
+                except subprocess.TimeoutExpired:
+                    self.proc.kill()
+                    self.proc.wait()
         self.log.close()
         return self.proc.returncode
 
@@ -232,6 +259,16 @@ class Checker:
     def stop(self) -> None:
         self._stop.set()
         self._thread.join()
+
+    def change_near(self, kind: str, layer: str, name: str, rtype: str, value: str,
+                    end: float) -> float | None:
+        """The nearest time to `end` at which the checker saw `value` leave (stale) or arrive
+        (propagation) on this layer and name; None if it never did."""
+        history = self.history.get((layer, name, rtype), [])
+        times = [t for (t, now), (_, before) in zip(history[1:], history, strict=False)
+                 if (value in before and value not in now) == (kind == "stale")
+                 and (value in before) != (value in now)]
+        return min(times, key=lambda t: abs(t - end)) if times else None
 
     def first(self, layer: str, name: str, rtype: str, since: float, *,
               has: str | None = None, lacks: str | None = None,

@@ -1,5 +1,6 @@
-"""A network namespace joined to this one by a veth pair, for servers that must have a
-non-loopback address: EndpointSlice validation refuses loopback and link-local addresses.
+"""A network namespace joined to this one by a veth pair, or addresses on this one's `lo`, for
+servers that must have a non-loopback address: EndpointSlice validation refuses loopback and
+link-local addresses.
 
 The addresses come from a /29 picked at random in 198.18.0.0/15 (the benchmarking range) among
 those no local address or route overlaps, so two runs on one machine do not collide. Traffic to
@@ -87,3 +88,21 @@ def veth_namespace(count: int = 1) -> Iterator[VethNamespace]:
         # Deleting one end removes the pair; the namespace goes once no process is left in it.
         ip("link", "del", host_if, check=False)
         ip("netns", "del", name, check=False)
+
+
+@contextmanager
+def local_addresses(count: int = 1) -> Iterator[tuple[str, ...]]:
+    """`count` addresses (at most 6) of a /29 as above, added to this namespace's `lo`: servers
+    here can bind them, every process here reaches them, and they are no loopback addresses
+    to the API server's validation. Removed on exit."""
+    assert 1 <= count <= 6
+    hosts = [str(a) for a in _free_subnet(random.Random()).hosts()][:count]
+    added = []
+    try:
+        for address in hosts:
+            ip("addr", "add", f"{address}/32", "dev", "lo")
+            added.append(address)
+        yield tuple(hosts)
+    finally:
+        for address in added:
+            ip("addr", "del", f"{address}/32", "dev", "lo", check=False)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 import random
-import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -39,10 +38,6 @@ SERVICES = ("alpha", "beta")
 PODS = 3
 """Pod names per Service: alpha-0..2; their per-pod names are what the checker polls."""
 TOLERANCE = 0.2
-LINE = re.compile(
-    r"^window kind=(?P<kind>\S+) layer=(?P<layer>\S+) "
-    r"server=\S+ name=(?P<name>\S+) type=A value=(?P<value>\S+) reference=watch "
-    r"seconds=[\d.]+ resolution=(?P<resolution>[\d.]+)$")
 
 
 @dataclass
@@ -142,29 +137,6 @@ def names(namespace: str) -> list[tuple[str, str]]:
     return out
 
 
-def agent_windows(agent: AgentProcess, offset: float) -> list[tuple[str, str, str, str, float,
-                                                                    float]]:
-    """(kind, layer, name, value, end on the monotonic clock, resolution) of every A window."""
-    out = []
-    for line in agent.log_lines():
-        m = LINE.match(line.msg)
-        if m and line.level == "debug":
-            out.append((m["kind"], m["layer"], m["name"], m["value"], line.wall - offset,
-                        float(m["resolution"])))
-    return out
-
-
-def seen_by_checker(checker: Checker, kind: str, layer: str, name: str, value: str,
-                    end: float) -> float | None:
-    """The nearest time at which the checker saw `value` leave (stale) or arrive
-    (propagation) on this layer and name; None if it never did."""
-    history = checker.history.get((layer, name, "A"), [])
-    times = [t for (t, now), (_, before) in zip(history[1:], history, strict=False)
-             if (value in before and value not in now) == (kind == "stale")
-             and (value in before) != (value in now)]
-    return min(times, key=lambda t: abs(t - end)) if times else None
-
-
 @pytest.fixture(params=list(COREFILES))
 def layers(request: pytest.FixtureRequest, rig_bins: Rig, apiserver: KubeApiServer,
            tmp_path: Path) -> Iterator[tuple[str, dict[str, CoreDNS]]]:
@@ -207,7 +179,6 @@ def test_every_agent_window_is_one_the_checker_saw(
     checker = Checker({layer: (s.address, s.port) for layer, s in servers.items()},
                       names(namespace)).start()
     agent = AgentProcess(tmp_path, apiserver.kubeconfig_path, args).start()
-    offset = time.time() - time.monotonic()
     kinds: dict[str, int] = {}
     try:
         wait_until(lambda: total(samples(agent.metrics()), "dns_staleness_probes_total",
@@ -228,15 +199,15 @@ def test_every_agent_window_is_one_the_checker_saw(
         code = agent.stop()
         checker.stop()
     assert code == 0, agent.tail()
-    windows = agent_windows(agent, offset)
+    windows = [w for w in agent.timed_windows() if w.type == "A"]
     phantoms, worst = [], 0.0
-    for kind, layer, name, value, end, resolution in windows:
-        seen = seen_by_checker(checker, kind, layer, name, value, end)
-        if seen is None or abs(seen - end) > resolution + TOLERANCE:
-            phantoms.append((kind, layer, name, value, round(end - started, 3), resolution,
-                             None if seen is None else round(seen - end, 3)))
+    for w in windows:
+        seen = checker.change_near(w.kind, w.layer, w.name, "A", w.value, w.end)
+        if seen is None or abs(seen - w.end) > w.resolution + TOLERANCE:
+            phantoms.append((w.kind, w.layer, w.name, w.value, round(w.end - started, 3),
+                             w.resolution, None if seen is None else round(seen - w.end, 3)))
         else:
-            worst = max(worst, abs(seen - end))
+            worst = max(worst, abs(seen - w.end))
     SCENARIOS.append((f"soak {corefile}: {churn.changes} changes in {duration:.0f} s",
                       "+".join(servers), f"{len(windows)} windows",
                       f"{len(phantoms)} unmatched", f"max diff {worst:.2f}s"))

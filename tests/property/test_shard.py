@@ -128,6 +128,19 @@ def test_nothing_is_owned_before_the_first_membership_list() -> None:
     assert s.owns(target) and (s.handed_out, s.taken_in) == (0, 0)
 
 
+def test_an_agent_not_yet_listed_owns_nothing_until_it_is() -> None:
+    """The others do not count it yet: counting itself in would make k + 1 owners."""
+    found = [Target("ns", f"svc-{i}") for i in range(40)]
+    s = shard("node-new", ["node-a", "node-b", "node-c"], 2, found, 1)
+    assert not any(s.owns(t) for t in found)
+    assert sum(s.measures(t, "node-local") for t in found) == 1  # its extra all the same
+    moved = s.set_members(["node-a", "node-b", "node-c", "node-new"])
+    assert moved == sorted(t for t in found if s.owns(t)) and 5 < len(moved) < 35
+    assert (s.handed_out, s.taken_in) == (0, len(moved))
+    assert s.set_members(["node-a", "node-b", "node-c"]) == moved  # going: it hands all over
+    assert s.handed_out == len(moved)
+
+
 def test_the_budget_is_shared_by_the_fleet() -> None:
     s = Shard("a", 2)
     s.set_members(["a", "b", "c", "d"])

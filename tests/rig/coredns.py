@@ -25,9 +25,10 @@ def cluster_corefile(
     zone: str = CLUSTER_DOMAIN,
     log_queries: bool = False,
     kubernetes_options: Sequence[str] = (),
+    extra: Sequence[str] = (),
 ) -> str:
     """The Corefile of a cluster DNS server (one ``.`` server block; the port
-    comes from ``-dns.port``).
+    comes from ``-dns.port``), with ``extra`` plugin lines (e.g. ``prometheus``).
 
     CoreDNS's kubernetes plugin takes server URL and credentials from
     ``kubeconfig`` when both it and ``endpoint`` are given; both are written so
@@ -48,6 +49,7 @@ def cluster_corefile(
         "    }",
         *([f"    cache {cache}"] if cache is not None else []),
         "    loadbalance",
+        *(f"    {line}" for line in extra),
         "}",
     ]
     return "\n".join(lines) + "\n"
@@ -62,8 +64,10 @@ def nodelocal_corefile(
     denial_ttl: int = 5,
     capacity: int = 9984,
     log_queries: bool = False,
+    extra: Sequence[str] = (),
 ) -> str:
-    """The Corefile of a node-local cache: ``cache`` + ``forward . <ip:port>``."""
+    """The Corefile of a node-local cache: ``cache`` + ``forward . <ip:port>``, with ``extra``
+    plugin lines."""
     lines = [
         ". {",
         f"    bind {address}",
@@ -75,6 +79,7 @@ def nodelocal_corefile(
         f"        denial {capacity} {denial_ttl}",
         "    }",
         f"    forward . {upstream}",
+        *(f"    {line}" for line in extra),
         "}",
     ]
     return "\n".join(lines) + "\n"

@@ -10,6 +10,7 @@ import jsonschema
 
 from exporter.core.comparator import PROPAGATION, STALE, OpenWindow, Window
 from exporter.core.records import Question, ServerRef, Target
+from exporter.core.shard import Shard
 from exporter.core.status import SCHEMA, ClosedLog, Inputs, document
 from exporter.io.metrics import EXEMPLAR_MAX, exemplar_of
 from exporter.io.statuspage import render
@@ -73,6 +74,25 @@ def test_the_document_is_valid_bounded_and_ordered() -> None:
         "dropped": [{"namespace": "z", "service": "over"}]}
     assert doc["budget"] == {"qps": 20.0, "burst": 4, "used_last_second": 7,
                              "deferred_total": 2}
+    assert doc["shard"] is None
+
+
+def test_a_sharded_agent_says_which_targets_it_measures() -> None:
+    shard = Shard("node-a", 2, 1)
+    found = [Target("shop", f"svc-{i}") for i in range(30)]
+    for target in found:
+        shard.add(target)
+    shard.set_members(["node-a", "node-b", "node-c", "node-d"])
+    doc = document(inputs(shard=shard, limit=5), "0.1.0")
+    jsonschema.validate(doc, STATUS_SCHEMA)
+    owned = sorted(t for t in found if shard.owns(t))
+    assert doc["shard"] == {
+        "members_total": 4, "members": ["node-a", "node-b", "node-c", "node-d"], "owners": 2,
+        "known": True, "owned_total": len(owned),
+        "owned": [{"namespace": "shop", "service": t.service} for t in owned[:5]],
+        "node_local_total": len(owned) + sum(
+            1 for t in found if shard.measures(t, "node-local") and not shard.owns(t))}
+    assert 5 < len(owned) < 25  # about half of them, with 2 owners of 4
 
 
 def test_a_layer_without_a_ttl_has_no_bound_to_be_past() -> None:
