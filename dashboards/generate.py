@@ -425,6 +425,31 @@ def overview() -> dashboard.Dashboard:
             [Query("max by (namespace, service, reason) (dns_staleness_misconfigurations{"
                    f'{AGENT}, namespace=~"$namespace"}})', instant=True)],
             {"Value": ("present", "short")}))
+        .with_row(dashboard.Row("Sharding"))
+        .with_panel(series(
+            "Fleet size as each agent sees it",
+            "Members of the fleet that shares the targets out (the ready agents of the chart's "
+            "Service), lowest and highest over the agents. The two lines meet: an agent whose "
+            "view stays apart has a watch that is behind, and its share is measured twice or "
+            "not at all until it catches up.", "short",
+            Query(f"min(dns_staleness_fleet_members{{{AGENT}}})", "lowest"),
+            Query(f"max(dns_staleness_fleet_members{{{AGENT}}})", "highest"), width=8))
+        .with_panel(series(
+            "Owners per target",
+            "Targets measured on the kube-dns and coredns layers, summed over the fleet, per "
+            "target monitored: shard_owners (3) once the fleet is larger than that, the fleet "
+            "size below it.", "short",
+            Query(f'sum(dns_staleness_shard_targets{{{AGENT}, scope="cluster"}}) / '
+                  f"max(dns_staleness_targets{{{AGENT}}})", "owners"), width=8))
+        .with_panel(series(
+            "Handovers and their races",
+            "Targets that membership changes moved off and onto the agents' shards, and the "
+            "windows open on them that ended as handed_over races instead of samples. A "
+            "rollout moves about shard_owners x targets per agent replaced.", "short",
+            Query(f"sum by (direction) (increase(dns_staleness_shard_handovers_total{{{AGENT}}}"
+                  "[$__rate_interval]))", "{{direction}}"),
+            Query(f'sum(increase(dns_staleness_window_races_total{{{AGENT}, '
+                  'reason="handed_over"}[$__rate_interval]))', "handed_over races"), width=8))
     )
 
 

@@ -21,7 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from exporter import REVISION
 from exporter.agent import Agent
-from exporter.core.events import Kind, ObjectEvent, SourceEvent, Synced
+from exporter.core.events import Kind, ObjectEvent, Relisted, SourceEvent, Synced
 from exporter.core.layers import Discovery
 from exporter.core.records import ServerRef
 from exporter.io.lab import KubernetesBackend, LabCluster, LabDnsServer, LabPod
@@ -331,3 +331,62 @@ async def test_info_logs_say_what_an_operator_needs(caplog: pytest.LogCaptureFix
         ("portless", "no_named_ports")], said
     [sync] = [kv for msg, kv in said if msg == "initial sync done"]
     assert sync["objects"] > 0 and (sync["targets"], sync["dropped"]) == (1, 0)
+
+
+def member_slice(*nodes: str, name: str = "agents-a") -> dict[str, object]:
+    return {"metadata": {"name": name, "namespace": "monitoring",
+                         "labels": {"kubernetes.io/service-name": "agents"}},
+            "endpoints": [{"addresses": [f"10.1.0.{i}"], "nodeName": node,
+                           "conditions": {"ready": True}} for i, node in enumerate(nodes)]}
+
+
+def test_a_sharded_agent_measures_its_shard_and_hands_it_over(
+        caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO)
+    settings = load("run", {"shard_service": "monitoring/agents", "shard_owners": 1,
+                            "shard_node_local_extra": 0}, {}, None)
+    discovery = Discovery(node="node-a", replicas_per_node=1, enabled=frozenset({"coredns"}))
+    agent = Agent(settings, (), Metrics(CollectorRegistry()), discovery=discovery,
+                  node="node-a")
+    agent.ingest(ObjectEvent(Kind.DNS_ENDPOINT_SLICE, "ADDED", {
+        "metadata": {"name": "kube-dns-a", "namespace": "kube-system"},
+        "ports": [{"name": "dns", "port": 53, "protocol": "UDP"}],
+        "endpoints": [{"addresses": ["10.0.0.53"], "conditions": {"ready": True}}]}))
+    for i in range(20):
+        agent.ingest(ObjectEvent(Kind.SERVICE, "ADDED", {
+            "metadata": {"name": f"svc-{i}", "namespace": "shop"},
+            "spec": {"clusterIP": "None", "ports": [{"name": "http", "port": 80}]}}))
+        agent.ingest(ObjectEvent(Kind.ENDPOINT_SLICE, "ADDED", {
+            "metadata": {"name": f"svc-{i}-x", "namespace": "shop",
+                         "labels": {"kubernetes.io/service-name": f"svc-{i}"}},
+            "ports": [{"name": "http", "port": 80, "protocol": "TCP"}],
+            "endpoints": [{"addresses": [f"10.2.0.{i}"], "conditions": {"ready": True}}]}))
+    assert agent.scheduler.pairs == 0  # no membership list yet: nothing of its own
+    agent.ingest(Relisted(Kind.MEMBER_ENDPOINT_SLICE, (member_slice("node-a", "node-b"),)))
+    agent.ingest(Synced())
+    assert agent.shard is not None
+    owned = agent.shard.owned()
+    assert 2 <= len(owned) <= 18
+    names = {t: len(agent.comparator.questions(t)) for t in agent.truth.monitored}
+    assert agent.scheduler.pairs == sum(names[t] for t in owned)  # one server: the replica
+    # node-b goes: node-a takes everything over, and says so.
+    agent.ingest(ObjectEvent(Kind.MEMBER_ENDPOINT_SLICE, "MODIFIED", member_slice("node-a")))
+    assert agent.scheduler.pairs == sum(names.values())
+    # A slice that cannot be read is counted and changes nothing.
+    agent.ingest(ObjectEvent(Kind.MEMBER_ENDPOINT_SLICE, "MODIFIED", {
+        "metadata": {"name": "agents-a", "namespace": "monitoring"},
+        "endpoints": [{"nodeName": "node-b", "conditions": "yes"}]}))
+    agent.metrics.snapshot = agent.snapshot()
+    found = {(s.name, tuple(sorted(s.labels.items()))): s.value
+             for f in agent.metrics.collect() for s in f.samples}
+    assert found[("dns_staleness_fleet_members", ())] == 1
+    assert found[("dns_staleness_shard_targets", (("scope", "cluster"),))] == 20
+    assert found[("dns_staleness_shard_handovers_total", (("direction", "in"),))] == \
+        20 - len(owned)
+    assert found[("dns_staleness_shard_handovers_total", (("direction", "out"),))] == 0
+    invalid = [s.value for f in agent.metrics.watch_events.collect() for s in f.samples
+               if s.name.endswith("_total")
+               and s.labels == {"kind": "AgentEndpointSlice", "type": "INVALID"}]
+    assert invalid == [1.0]
+    said = [r.getMessage() for r in caplog.records if r.getMessage() == "fleet changed"]
+    assert len(said) == 2

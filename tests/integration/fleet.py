@@ -21,7 +21,7 @@ from __future__ import annotations
 import random
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -174,12 +174,22 @@ class Targets:
         return [{"addresses": [f"10.90.{index}.{10 + k}"], "hostname": f"{name}-{k}",
                  "conditions": {"ready": up}} for k, up in enumerate(self.ready[name])]
 
+    def reset(self) -> None:
+        """Every endpoint ready again: each measured span starts from the same state."""
+        for name, ready in self.ready.items():
+            if not all(ready):
+                self.ready[name] = [True] * self.pods
+                self._write(name)
+
+    def _write(self, name: str) -> None:
+        self.kube.patch(api_path(SLICES, "endpointslices", self.namespace, f"{name}-fleet"),
+                        {"endpoints": self._endpoints(name)})
+
     def flap(self, rng: random.Random) -> None:
         name = rng.choice(sorted(self.ready))
         pod = rng.randrange(self.pods)
         self.ready[name][pod] = not self.ready[name][pod]
-        self.kube.patch(api_path(SLICES, "endpointslices", self.namespace, f"{name}-fleet"),
-                        {"endpoints": self._endpoints(name)})
+        self._write(name)
         self.flaps += 1
 
     def names(self) -> list[tuple[str, str]]:
@@ -314,3 +324,24 @@ def measure(dns: Dns, targets: Targets, agents: list[AgentProcess], seconds: flo
     via = {r: (forwarded_after[r] - forwarded[r]) / span for r in after}
     return Load({r: (after[r] - before[r]) / span - via[r] for r in after}, via,
                 {layer: (n - probes.get(layer, 0.0)) / span for layer, n in probes_after.items()})
+
+
+def fleet_load(dns: Dns, targets: Targets, members: Membership, kubeconfig: Path, work: Path,
+               count: int, sharded: bool, owners: int, seconds: float,
+               steady: Callable[[Fleet], None] = lambda fleet: None) -> Load:
+    """The load of `count` agents, once every one sees the fleet (then `steady` looks at it)
+    and a sweep has passed, under the same churn from the same state; they stop after it."""
+    targets.reset()
+    fleet = Fleet(work, kubeconfig, targets.namespace, targets.namespace, dns,
+                  members if sharded else None, owners)
+    try:
+        for i in range(count):
+            fleet.start(f"node-{i}", sharded)
+        if sharded:
+            fleet.wait_members(count)
+        steady(fleet)
+        time.sleep(5.0)  # a sweep, so that the share-out is in the load
+        return measure(dns, targets, list(fleet.agents.values()), seconds, random.Random(1))
+    finally:
+        fleet.stop()
+        members.set([])

@@ -23,7 +23,15 @@ from pathlib import Path
 import pytest
 
 from tests.integration.agent import SCENARIOS, AgentProcess, AgentWindow, Checker, samples, total
-from tests.integration.fleet import Dns, Fleet, Membership, Targets, dns_side, measure, publish_dns
+from tests.integration.fleet import (
+    Dns,
+    Fleet,
+    Membership,
+    Targets,
+    dns_side,
+    fleet_load,
+    publish_dns,
+)
 from tests.rig import KubeApiServer, KubeClient, Rig
 
 pytestmark = pytest.mark.rig
@@ -68,24 +76,15 @@ def owners(agents: list[AgentProcess]) -> Counter[str]:
 
 
 def test_the_replicas_load_stays_flat_as_the_fleet_grows(world: World) -> None:
-    loads = {}
-    for count, sharded in ((3, True), (6, True), (3, False), (6, False)):
-        fleet = world.fleet(sharded)
-        try:
-            for i in range(count):
-                fleet.start(f"node-{i}", sharded)
-            if sharded:
-                fleet.wait_members(count)
-                # Steady state: each target has exactly `OWNERS` agents, whoever asks.
-                assert owners(list(fleet.agents.values())) == Counter(
-                    {f"{world.namespace}/svc-{i}": OWNERS for i in range(TARGETS)})
-            time.sleep(5.0)  # a sweep, so that the share-out is in the load
-            loads[(count, sharded)] = measure(world.dns, world.targets,
-                                              list(fleet.agents.values()), 20.0,
-                                              random.Random(1))
-        finally:
-            fleet.stop()
-            world.members.set([])
+    def steady(fleet: Fleet) -> None:
+        """Each target has exactly `OWNERS` agents, whoever asks."""
+        if fleet.members is not None:
+            assert owners(list(fleet.agents.values())) == Counter(
+                {f"{world.namespace}/svc-{i}": OWNERS for i in range(TARGETS)})
+
+    loads = {(count, sharded): fleet_load(
+        world.dns, world.targets, world.members, world.kubeconfig, world.work, count, sharded,
+        OWNERS, 20.0, steady) for count, sharded in ((3, True), (6, True), (3, False), (6, False))}
     for replica in loads[(3, True)].direct:
         def qps(count: int, sharded: bool, at: str = replica) -> float:
             return loads[(count, sharded)].direct[at]
