@@ -211,7 +211,8 @@ class Membership:
     namespace: str
     nodes: list[str] = field(default_factory=list)
     written: float = 0.0
-    """When the slice was last written (wall clock)."""
+    """When the last write of the slice was sent (wall clock): a handover measured from it
+    includes the write itself."""
 
     def create(self) -> Membership:
         _service(self.kube, self.namespace, AGENTS, False, ("http-metrics", 9897, "TCP"))
@@ -224,9 +225,9 @@ class Membership:
         self.nodes = sorted(nodes)
         endpoints = [{"addresses": [f"10.91.0.{10 + i}"], "nodeName": node,
                       "conditions": {"ready": True}} for i, node in enumerate(self.nodes)]
+        self.written = time.time()
         self.kube.patch(api_path(SLICES, "endpointslices", self.namespace, f"{AGENTS}-fleet"),
                         {"endpoints": endpoints})
-        self.written = time.time()
         return self.written
 
 

@@ -174,7 +174,7 @@ def handover(agents: list[AgentProcess], since: float, members: int) -> float:
     latest = 0.0
     for agent in agents:
         seen = [line.wall for line in agent.log_lines()
-                if line.msg == "fleet changed" and line.wall >= since - 0.5
+                if line.msg == "fleet changed" and line.wall >= since - 0.002  # ms stamps
                 and line.fields.get("members") == str(members)]
         assert seen, (agent.args, members)
         latest = max(latest, seen[0] - since)
