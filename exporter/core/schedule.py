@@ -14,7 +14,8 @@ follows. A bisection probe that has waited past the instant that made it worth a
 placed again, not sent. A probe that falls due while the budget is spent is deferred and
 counted once. With sharding, only the (name, server) pairs that `measures` gives are probed,
 and probes of the sharded layers also take from `shared`, this agent's part of the fleet's
-budget.
+budget: a fast probe whose share is spent is put off to when it frees, a sweep pair is
+skipped for this sweep, and the other layers' probes go on meanwhile.
 """
 
 from __future__ import annotations
@@ -71,11 +72,10 @@ class Scheduler:
     sweep_period: float | None = field(default=None, init=False)
     """How long the last whole sweep of every (name, server) pair took."""
     _sweep_started: float | None = field(default=None, init=False)
-    _counts: dict[Target, tuple[int, int]] = field(default_factory=dict, init=False)
-    """Per target, the pairs a sweep visits, and those of them on the sharded layers."""
+    _counts: dict[Target, int] = field(default_factory=dict, init=False)
+    """Per target, the pairs a sweep visits."""
     pairs: int = field(default=0, init=False)
     """The (name, server) pairs that one sweep visits."""
-    _shared_pairs: int = field(default=0, init=False)
     plan: dict[Target, tuple[Question, ...]] = field(default_factory=dict, init=False)
     servers: tuple[ServerRef, ...] = field(default=(), init=False)
     balanced: frozenset[ServerRef] = field(default=frozenset(), init=False)
@@ -100,6 +100,8 @@ class Scheduler:
     the order they came: a change behind one that lasts past it costs no first probe. The
     budget bounds it to `qps * SEEN` entries."""
     _steady_deferred: bool = field(default=False, init=False)
+    _share_wait: float | None = field(default=None, init=False)
+    """When a whole sweep's worth of pairs found the share spent: when it frees."""
 
     def set_servers(self, servers: tuple[ServerRef, ...],
                     balanced: frozenset[ServerRef] = frozenset()) -> None:
@@ -108,14 +110,10 @@ class Scheduler:
 
     def _recount(self, target: Target) -> None:
         names = len(self.plan.get(target, ()))
-        servers = [s for s in self.servers if self.measures(target, s)] if names else []
-        count = (names * len(servers),
-                 names * sum(1 for s in servers if s.layer in SERVICE_LAYERS))
-        old = self._counts.pop(target, (0, 0))
-        if names:
+        count = names * sum(1 for s in self.servers if self.measures(target, s)) if names else 0
+        self.pairs += count - self._counts.pop(target, 0)
+        if count:
             self._counts[target] = count
-        self.pairs += count[0] - old[0]
-        self._shared_pairs += count[1] - old[1]
 
     def reshard(self, targets: list[Target]) -> None:
         """The fleet moved these targets: probe them where this agent now measures them."""
@@ -256,10 +254,6 @@ class Scheduler:
 
     def _base_gap(self) -> float:
         floor = 1.0 / (self.budget.qps * self.steady_share)
-        if self.shared is not None and self._shared_pairs:
-            # The sweep's probes of the sharded layers keep to their share of `shared` too.
-            floor = max(floor, self._shared_pairs / self.pairs
-                        / (self.shared.qps * self.steady_share))
         return max(self.sweep_interval / max(self.pairs, 1), floor)
 
     def _steady_gap(self) -> float:
@@ -333,13 +327,21 @@ class Scheduler:
             self._next_steady = now + gap * self.rng.uniform(0.0, 1.0)
         if self._urgent_within(now + 1.0 / self.budget.qps):
             return out  # a step or first probe is about to need the budget's next query
+        self._share_wait, skipped = None, 0
         while self._next_steady <= now and (swept := self._next_sweep_key(now)) is not None:
             # A key in fast mode has its probes placed where its answer can change: its
             # sweep slot goes unused and the budget stays with the fast probes.
             if not self.in_fast_mode(swept, now):
                 shared = self._shared_for(swept)
-                if (shared is not None and shared.next_free(now) > now) or \
-                        not self.budget.try_take(now, self._reserve):
+                if shared is not None and shared.next_free(now) > now:
+                    # Not this sweep (each one is shuffled anew): the next pair takes the slot.
+                    self._sweep.popleft()
+                    skipped += 1
+                    if skipped >= self.pairs:
+                        self._share_wait = shared.next_free(now)
+                        return out
+                    continue
+                if not self.budget.try_take(now, self._reserve):
                     if not self._steady_deferred:
                         self._steady_deferred = True
                         self.deferred_total += 1
@@ -383,10 +385,8 @@ class Scheduler:
         later = [self._heaps[WAIT][0][0]] if self._heaps[WAIT] else []
         if self._next_steady is not None and self.plan and self.servers and \
                 not self._urgent_within(now + 1.0 / self.budget.qps):
-            head = self._shared_for(self._sweep[0]) if self._sweep else None
-            # A sweep waiting on its share of the fleet's budget waits for that share.
-            later.append(self._next_steady if head is None
-                         else max(self._next_steady, head.next_free(now)))
+            # A sweep whose every pair waits for its share of the fleet's budget waits for it.
+            later.append(max(self._next_steady, self._share_wait or self._next_steady))
         if later:
             wakes.append(max(min(later), self.budget.next_free(now, self._reserve)))
         return min(wakes) if wakes else now + self.sweep_interval

@@ -243,6 +243,8 @@ class Fleet:
     members: Membership | None
     """None: the agents do not shard."""
     owners: int = 2
+    extra: tuple[str, ...] = ()
+    """More flags for every agent."""
     agents: dict[str, AgentProcess] = field(default_factory=dict)
 
     def args(self, node: str, sharded: bool) -> list[str]:
@@ -256,7 +258,7 @@ class Fleet:
             assert self.members is not None
             args += ["--shard-service", f"{self.members.namespace}/{AGENTS}",
                      "--shard-owners", str(self.owners), "--shard-node-local-extra", "1"]
-        return args
+        return [*args, *self.extra]
 
     def start(self, node: str, sharded: bool = True) -> AgentProcess:
         """Starts an agent and, once it is ready, lists it in the agents' slice."""
@@ -329,12 +331,13 @@ def measure(dns: Dns, targets: Targets, agents: list[AgentProcess], seconds: flo
 
 def fleet_load(dns: Dns, targets: Targets, members: Membership, kubeconfig: Path, work: Path,
                count: int, sharded: bool, owners: int, seconds: float,
-               steady: Callable[[Fleet], None] = lambda fleet: None) -> Load:
+               steady: Callable[[Fleet], None] = lambda fleet: None,
+               extra: tuple[str, ...] = ()) -> Load:
     """The load of `count` agents, once every one sees the fleet (then `steady` looks at it)
     and a sweep has passed, under the same churn from the same state; they stop after it."""
     targets.reset()
     fleet = Fleet(work, kubeconfig, targets.namespace, targets.namespace, dns,
-                  members if sharded else None, owners)
+                  members if sharded else None, owners, extra)
     try:
         for i in range(count):
             fleet.start(f"node-{i}", sharded)

@@ -30,8 +30,9 @@ def test_quick_run_prints_the_loads_the_model_and_the_ratio(rig_bins: Rig) -> No
     loads = re.findall(r"^\s+([36]) \| (k=2|off)\s+\|\s+([\d.]+) \|\s+([\d.]+) \|", out, re.M)
     assert [(n, s) for n, s, _, _ in loads] == [("3", "k=2"), ("6", "k=2"), ("3", "off"),
                                                 ("6", "off")], out
-    model = re.findall(r"^\s*([\d,]+) \| (off|k=3)\s+\|\s+(\d) \|.*?\|.*?\|\s+([\d,]+) \|", out,
-                       re.M)
+    # nodes | sharding | watches: agent / fleet | list MB | cluster-wide qps: agent / fleet
+    model = re.findall(r"^\s*([\d,]+) \| (off|k=3)\s+\| (\d) / [\d,]+\s+\|[^|]*\| "
+                       r"[\d.]+ / ([\d,]+)", out, re.M)
     assert [(n, s, w) for n, s, w, _ in model] == [
         (n, s, w) for n in ("100", "1,000", "5,000") for s, w in (("off", "5"), ("k=3", "6"))]
     fleet = {(n, s): int(q.replace(",", "")) for n, s, _, q in model}

@@ -97,6 +97,28 @@ def test_the_replicas_load_stays_flat_as_the_fleet_grows(world: World) -> None:
         assert qps(6, True) < 0.6 * qps(6, False), loads
 
 
+def test_a_fleet_budget_caps_the_cluster_wide_layers_and_only_them(world: World) -> None:
+    """3 agents whose shards need about 80 qps at the replicas (the test above), given 30 for
+    the whole fleet: 10 each, while their node-local probes keep their pace."""
+    shares: list[float] = []
+
+    def steady(fleet: Fleet) -> None:
+        shares.extend(total(samples(a.metrics()), "dns_staleness_fleet_budget_share_qps")
+                      for a in fleet.agents.values())
+
+    capped = fleet_load(world.dns, world.targets, world.members, world.kubeconfig, world.work,
+                        3, True, OWNERS, 15.0, steady, ("--fleet-budget-qps", "30"))
+    free = fleet_load(world.dns, world.targets, world.members, world.kubeconfig, world.work,
+                      3, True, OWNERS, 15.0)
+    assert shares == [10.0, 10.0, 10.0]
+    assert sum(capped.direct.values()) <= 30.5, capped
+    assert capped.probes["coredns"] <= 30.5 < 0.6 * free.probes["coredns"], (capped, free)
+    assert capped.probes["node-local"] >= 0.8 * free.probes["node-local"], (capped, free)
+    SCENARIOS.append(("fleet: fleet_budget_qps 30, 3 agents", "coredns", "30 qps",
+                      f"{free.probes['coredns']:.1f} qps without",
+                      f"{capped.probes['coredns']:.1f} qps with"))
+
+
 def test_agents_killed_and_added_during_churn_hand_over_without_phantoms(
         world: World) -> None:
     fleet, reference = world.fleet(True), world.fleet(False)

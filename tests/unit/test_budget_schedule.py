@@ -450,3 +450,31 @@ def test_the_sharded_layers_keep_to_the_fleet_share_and_the_rest_goes_on() -> No
     assert len(free_coredns) > 200
     # Never held behind the spent share: node-local keeps its pace.
     assert len(local) >= 0.95 * len(free_local) > 200
+
+
+def test_a_sweep_keeps_its_sharded_pairs_to_the_share_and_the_rest_to_its_pace() -> None:
+    def sweep(shared: Budget | None) -> tuple[list[float], list[float], int]:
+        s = Scheduler(Budget(100, 4), random.Random(7), sweep_interval=1.0, shared=shared)
+        s.set_servers(SERVERS)
+        s.set_plan(T, QS)
+        now, wakes, sent = 0.0, 0, []
+        while now < 20.0:
+            sent += [(now, key) for key in s.due(now)]
+            now, wakes = max(s.next_wake(now), now + 1e-4), wakes + 1
+        return ([t for t, k in sent if k.server.layer == "coredns"],
+                [t for t, k in sent if k.server.layer == "node-local"], wakes)
+
+    coredns, local, wakes = sweep(Budget(1, 1))
+    free_coredns, free_local, _ = sweep(None)
+    assert len(free_coredns) >= 50 and max_in_any_second(coredns) <= 1 and len(coredns) >= 15
+    assert len(local) >= 0.9 * len(free_local)  # never behind a pair waiting for its share
+    assert wakes < 2_000  # and no spinning while every pair left waits for it
+
+
+def test_a_sweep_of_sharded_pairs_alone_waits_for_its_share() -> None:
+    s = Scheduler(Budget(100, 4), random.Random(7), sweep_interval=1.0, shared=Budget(1, 1))
+    s.set_servers(SERVERS[:1])
+    s.set_plan(T, QS)
+    sent = run(s, 10.0)
+    assert 8 <= len(sent) <= 10 and max_in_any_second([t for t, _ in sent]) <= 1
+    assert s.next_wake(10.0) > 10.0  # a wake at the share's next query, not a spin
