@@ -286,7 +286,8 @@ class Settings:
              "check reads it from the Corefile."))
     node_name: str = setting(
         "", None, ("run",),
-        doc="This node's name (downward API); it shards the per-replica CoreDNS probes.")
+        doc=("This node's name (downward API): it picks the CoreDNS replicas it probes, and "
+             "names this agent among the fleet's members (shard_service)."))
     coredns_replicas_per_node: int = setting(
         1, _at_least(1, True), ("run", "check", "wait"),
         doc="CoreDNS replicas each node probes directly, chosen by rendezvous hashing of the node.")
