@@ -448,8 +448,10 @@ def overview() -> dashboard.Dashboard:
             "rollout moves about shard_owners x targets per agent replaced.", "short",
             Query(f"sum by (direction) (increase(dns_staleness_shard_handovers_total{{{AGENT}}}"
                   "[$__rate_interval]))", "{{direction}}"),
+            # The races counter has a series once a race happened: 0 until then.
             Query(f'sum(increase(dns_staleness_window_races_total{{{AGENT}, '
-                  'reason="handed_over"}[$__rate_interval]))', "handed_over races"), width=8))
+                  'reason="handed_over"}[$__rate_interval])) or vector(0)',
+                  "handed_over races"), width=8))
     )
 
 

@@ -126,6 +126,8 @@ class Agent:
     def ingest(self, event: SourceEvent) -> None:
         now = self.clock()
         if isinstance(event, Synced):
+            if self.shard is not None and not self.shard.known:
+                self._set_members(now)  # the agents' slices were listed, and were none
             if not self.comparator.synced:
                 self.comparator.mark_synced()
                 took = now - self.started
@@ -231,6 +233,10 @@ class Agent:
         else:
             one = parse_member_slice(event.obj)
             self._member_slices[one.name] = one.members
+        self._set_members(now)
+
+    def _set_members(self, now: float) -> None:
+        assert self.shard is not None
         members = {m for ms in self._member_slices.values() for m in ms}
         before = len(self.shard.fleet), self.shard.known
         moved = self.shard.set_members(members)

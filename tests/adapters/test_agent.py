@@ -23,7 +23,7 @@ from exporter import REVISION
 from exporter.agent import Agent
 from exporter.core.events import Kind, ObjectEvent, Relisted, SourceEvent, Synced
 from exporter.core.layers import Discovery
-from exporter.core.records import ServerRef
+from exporter.core.records import ServerRef, Target
 from exporter.io.lab import KubernetesBackend, LabCluster, LabDnsServer, LabPod
 from exporter.io.metrics import Metrics
 from exporter.io.server import HttpServer
@@ -338,6 +338,27 @@ def member_slice(*nodes: str, name: str = "agents-a") -> dict[str, object]:
                          "labels": {"kubernetes.io/service-name": "agents"}},
             "endpoints": [{"addresses": [f"10.1.0.{i}"], "nodeName": node,
                            "conditions": {"ready": True}} for i, node in enumerate(nodes)]}
+
+
+def test_a_fleet_whose_slices_list_nobody_is_a_fleet_of_one() -> None:
+    """No slice of the agents' Service (none ready yet, or no Service): once the lists are
+    in, the agent measures everything, as unsharded."""
+    settings = load("run", {"shard_service": "monitoring/agents", "static_servers": (
+        "coredns=10.0.0.53",)}, {}, None)
+    agent = Agent(settings, [ServerRef("coredns", "10.0.0.53:53")],
+                  Metrics(CollectorRegistry()), node="node-a")
+    agent.ingest(ObjectEvent(Kind.SERVICE, "ADDED", {
+        "metadata": {"name": "web", "namespace": "shop"},
+        "spec": {"clusterIP": "None", "ports": [{"name": "http", "port": 80}]}}))
+    agent.ingest(ObjectEvent(Kind.ENDPOINT_SLICE, "ADDED", {
+        "metadata": {"name": "web-x", "namespace": "shop",
+                     "labels": {"kubernetes.io/service-name": "web"}},
+        "ports": [{"name": "http", "port": 80, "protocol": "TCP"}],
+        "endpoints": [{"addresses": ["10.2.0.1"], "conditions": {"ready": True}}]}))
+    assert agent.scheduler.pairs == 0
+    agent.ingest(Synced())
+    assert agent.shard is not None and agent.shard.fleet == {"node-a"}
+    assert agent.scheduler.pairs == len(agent.comparator.questions(Target("shop", "web"))) > 0
 
 
 def test_a_sharded_agent_measures_its_shard_and_hands_it_over(

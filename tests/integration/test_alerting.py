@@ -52,6 +52,7 @@ from tests.integration.alerting import (
     has_data,
     substitute,
 )
+from tests.integration.fleet import AGENTS, Membership
 from tests.rig import (
     CoreDNS,
     KubeApiServer,
@@ -235,6 +236,9 @@ def stack(rig_bins: Rig, apiserver: KubeApiServer, kube: KubeClient,
             kube.wait_for_endpointslice(namespace, "web", partial(endpoints_are, count))
 
         kubeconfig = agent_kubeconfig(kube, apiserver, proxy, work)
+        # Sharded as the chart runs them: two agents and 3 owners share nothing out, so every
+        # agent measures every target, and the sharding panels have their series.
+        Membership(kube, SHOP).create().set(list(NODES))
         agents = []
         for node, namespaces, nodelocal in ((NODES[0], f"{SHOP},{BATCH}", standard),
                                             (NODES[1], BATCH, keeping)):
@@ -245,6 +249,7 @@ def stack(rig_bins: Rig, apiserver: KubeApiServer, kube: KubeClient,
                 "--node-local-address", nodelocal.hostport,
                 "--probe-budget-qps", "400", "--probe-burst", "20", "--fast-interval", "0.1",
                 "--sweep-interval", "5", "--node-name", node,
+                "--shard-service", f"{SHOP}/{AGENTS}",
                 # The profile that never lets go feeds the panel of windows without an end.
                 "--client-profiles", "jvm,grpc,jvm-security-manager"])
             started.append(agent.start())
