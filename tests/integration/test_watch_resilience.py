@@ -585,7 +585,10 @@ def test_rotated_token_file_is_picked_up_without_a_restart(
             assert agent.alive()
             assert agent.log_path.read_text().count("initial sync done") == 1
 
-            # And it keeps measuring with the new token.
+            # And it keeps measuring with the new token, once a whole sweep has asked every
+            # name: a removal of a name not yet asked since the sync opens no window.
+            agent.eventually(lambda f: any(n == "dns_staleness_sweep_period_seconds"
+                                           for n, _, _ in f), "a whole sweep")
             since = len(agent.windows())
             removed = web.delete("web-1")
             agent.window(since, "stale", "coredns", removed)
