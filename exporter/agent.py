@@ -519,7 +519,8 @@ class Agent:
             else None,
             shard=None if self.shard is None else ShardView(
                 len(self.shard.fleet), len(self.shard.owned()), self.shard.node_local(),
-                self.shard.handed_out, self.shard.taken_in, self._share_budget()),
+                self.shard.handed_out, self.shard.taken_in,
+                None if self.scheduler.shared is None else self.scheduler.shared.qps),
         )
 
     async def _consume(self, source: AsyncIterator[SourceEvent]) -> None:
