@@ -7,7 +7,6 @@ Only this module and the adapters it drives read clocks or touch sockets.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import math
 import random
@@ -48,7 +47,7 @@ from exporter.io.logs import Throttle
 from exporter.io.metrics import Metrics, ShardView, Snapshot
 from exporter.io.probe import Prober, ProbeResult, SearchProber
 from exporter.io.server import HttpServer
-from exporter.io.tasks import Background
+from exporter.io.tasks import Background, wait_set
 from exporter.io.webconfig import Served, WebConfigError
 from exporter.io.webconfig import load as load_web_config
 from exporter.settings import Settings
@@ -534,8 +533,7 @@ class Agent:
                 self._tasks.spawn(self._probe(key))
             wait = max(0.0, self.scheduler.next_wake(now) - self.clock())
             self._kick.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._kick.wait(), wait)
+            await wait_set(self._kick, wait)
 
     async def _notice_loop(self) -> None:
         while True:

@@ -405,8 +405,8 @@ async def run_check(settings: Settings, target_text: str, out: TextIO = sys.stdo
     target = parse_target(target_text)
     live = settings.output == "table"
     try:
-        report = await asyncio.wait_for(diagnose(settings, target, out, live),
-                                        settings.deadline + settings.follow)
+        async with asyncio.timeout(settings.deadline + settings.follow):
+            report = await diagnose(settings, target, out, live)
     except CheckError as exc:
         print(f"check {target}: {exc}", file=sys.stderr)
         return EXIT_NO_VERDICT

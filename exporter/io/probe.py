@@ -149,12 +149,14 @@ class Prober:
     async def probe(self, question: Question) -> ProbeResult:
         sent = self.clock()
         try:
-            answer, received = await asyncio.wait_for(self._udp(question), self.timeout)
-            tcp = answer is None
-            if answer is None:
-                remaining = max(0.01, self.timeout - (self.clock() - sent))
-                answer = await asyncio.wait_for(self._tcp(question), remaining)
-                received = self.clock()
+            # One deadline for both, in this task: wait_for would add a task per probe, and
+            # on 3.11 it can swallow the cancel of a shutdown.
+            async with asyncio.timeout(self.timeout):
+                answer, received = await self._udp(question)
+                tcp = answer is None
+                if answer is None:
+                    answer = await self._tcp(question)
+                    received = self.clock()
         except TimeoutError:
             return ProbeResult(question, self.server, sent, self.clock(), "timeout")
         except _Failure as failure:

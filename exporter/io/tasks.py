@@ -11,6 +11,7 @@ so no task outlives its owner and none dies with an unretrieved exception.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Coroutine
 from typing import Any, Self
 
@@ -61,3 +62,12 @@ class Background:
         finally:
             stopper.cancel()
             await asyncio.gather(stopper, return_exceptions=True)
+
+
+async def wait_set(event: asyncio.Event, seconds: float) -> None:
+    """Until `event` is set or `seconds` pass. Not wait_for: on 3.11, a cancel that
+    meets the event's setting in one turn of the loop returns instead of raising, so a loop
+    around it runs on after its owner cancelled it."""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(seconds):
+            await event.wait()

@@ -217,6 +217,7 @@ def test_sigterm_drops_readiness_and_exits_within_two_seconds(tmp_path: Path) ->
     assert "closed windows lie within" in out
 
 
+
 async def fifty_services(flags: dict[str, object], address: str, seconds: float) -> int:
     """The agent on one lab server; 50 one-pod Services arrive after its probe loop first
     slept, then it runs for `seconds`. Returns the queries the server got."""
