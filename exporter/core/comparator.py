@@ -1,7 +1,8 @@
 """The comparator: opens and closes stale and missing windows from truth updates and probes.
 
 Pure code with no clock of its own: every input carries its time. For each (question, server)
-it keeps a cell with the last answer and the windows still open:
+it keeps a cell with the last answer and the windows still open, made when the pair is first
+probed or a change after the sync gives it a window: a name nobody has asked yet costs no cell.
 
 - stale: a value the layer serves that is not in the truth. It is attributed to the truth when
   the value left the truth after the first full sync; then closing it yields a window of
@@ -146,6 +147,13 @@ class _Cell:
 
 
 @dataclass(slots=True)
+class _TargetState:
+    questions: set[Question] = field(default_factory=set)
+    servers: frozenset[ServerRef] = frozenset()
+    """Where this agent measures the target: the only servers its names get cells on."""
+
+
+@dataclass(slots=True)
 class _QuestionState:
     target: Target
     expected: dict[str, Stamp | None] = field(default_factory=dict)
@@ -205,7 +213,9 @@ class Comparator:
         self.synced = False
         self._down: set[ServerRef] = set()
         self._questions: dict[Question, _QuestionState] = {}
-        self._by_target: dict[Target, set[Question]] = {}
+        self._by_target: dict[Target, _TargetState] = {}
+        self._server_sets: dict[frozenset[ServerRef], frozenset[ServerRef]] = {}
+        """One instance of each distinct set of measured servers, shared by the targets."""
         self._open: set[tuple[Question, ServerRef]] = set()
         """Cells that got a window since the gauges last looked: a scrape visits these, not
         every cell of every name (bench/footprint.py)."""
@@ -217,27 +227,44 @@ class Comparator:
         state, as a client of that address sees it (docs/design.md, "Windows")."""
         self.servers = tuple(sorted(set(servers)))
         self.balanced = frozenset(balanced)
+        for target, state in self._by_target.items():
+            state.servers = self._measured(target)
         for qs in self._questions.values():
-            qs.cells = {s: qs.cells.get(s) or _Cell() for s in self._measured(qs.target)}
+            servers = self._by_target[qs.target].servers
+            qs.cells = {s: c for s, c in qs.cells.items() if s in servers}
 
-    def _measured(self, target: Target) -> list[ServerRef]:
-        return [s for s in self.servers if self.measures(target, s)]
+    def _measured(self, target: Target) -> frozenset[ServerRef]:
+        found = frozenset(s for s in self.servers if self.measures(target, s))
+        return self._server_sets.setdefault(found, found)
+
+    def _cell(self, qs: _QuestionState, server: ServerRef) -> _Cell | None:
+        """The pair's cell, made on first use; None where this agent does not measure it."""
+        cell = qs.cells.get(server)
+        if cell is None and server in self._by_target[qs.target].servers:
+            cell = qs.cells[server] = _Cell()
+        return cell
 
     def reshard(self, targets: Iterable[Target], now: float) -> list[Race]:
         """The fleet moved these targets: drop the cells this agent no longer measures, their
         open windows ending as races, and start cells for the ones it now does."""
         races = []
         for target in targets:
-            want = set(self._measured(target))
-            for question in self._by_target.get(target, ()):
+            state = self._by_target.get(target)
+            if state is None:
+                continue
+            want = self._measured(target)
+            lost, gained = state.servers - want, want - state.servers
+            state.servers = want
+            for question in state.questions:
                 qs = self._questions[question]
-                for server in set(qs.cells) - want:
+                for server in lost & set(qs.cells):
                     cell = qs.cells.pop(server)
                     races += [Race(RaceReason.HANDED_OVER, target, question, server, value)
                               for found in (cell.stale, cell.missing)
                               for value, window in found.items() if window.cause is not None]
-                for server in want - set(qs.cells):
-                    qs.cells[server] = _Cell(since=now if self.synced else float("-inf"))
+                if self.synced:
+                    for server in gained:
+                        qs.cells[server] = _Cell(since=now)
         return races
 
     def failed(self, question: Question, server: ServerRef, at: float) -> None:
@@ -246,7 +273,7 @@ class Comparator:
         failure is remembered so that no window can measure the outage."""
         self._down.add(server)
         qs = self._questions.get(question)
-        cell = qs.cells.get(server) if qs is not None else None
+        cell = self._cell(qs, server) if qs is not None else None
         if cell is not None:
             cell.failed_at = at
 
@@ -255,18 +282,22 @@ class Comparator:
         self.synced = True
 
     def questions(self, target: Target) -> list[Question]:
-        return sorted(self._by_target.get(target, ()))
+        state = self._by_target.get(target)
+        return sorted(state.questions) if state is not None else []
 
     def update(self, update: Update) -> Outcome:
         outcome = Outcome()
         answers = update.answers or {}
-        names = self._by_target.setdefault(update.target, set())
+        state = self._by_target.get(update.target)
+        if state is None:
+            state = self._by_target[update.target] = _TargetState(
+                servers=self._measured(update.target))
+        names = state.questions
         stamp = update.stamp if self.synced and not update.gap else None
         for question in names | set(answers):
             qs = self._questions.get(question)
             if qs is None:
-                qs = _QuestionState(update.target,
-                                    cells={s: _Cell() for s in self._measured(update.target)})
+                qs = _QuestionState(update.target)
                 self._questions[question] = qs
                 names.add(question)
                 if self.synced:  # a name new since the sync (a new pod's AAAA): ask it soon
@@ -308,7 +339,12 @@ class Comparator:
     ) -> None:
         qs.expected[value] = stamp
         qs.removed.pop(value, None)
-        for server, cell in qs.cells.items():
+        # A change after the sync opens its window on every measured server, probed or not.
+        servers = self._by_target[qs.target].servers if stamp is not None else list(qs.cells)
+        for server in servers:
+            cell = self._cell(qs, server)
+            if cell is None:
+                continue
             cell.sampled.pop(value, None)
             window = cell.stale.pop(value, None)
             if stamp is None:
@@ -331,7 +367,7 @@ class Comparator:
     def observe(self, obs: Observation) -> Outcome:
         outcome = Outcome()
         qs = self._questions.get(obs.question)
-        cell = qs.cells.get(obs.server) if qs is not None else None
+        cell = self._cell(qs, obs.server) if qs is not None else None
         if qs is None or cell is None:  # a probe answered after its name or server went
             return outcome
         at, answer = obs.received, obs.values
@@ -430,15 +466,16 @@ class Comparator:
                     del qs.removed[value]
             if qs.in_truth:
                 continue
+            state = self._by_target[qs.target]
+            # A measured server that never answered for the name has not seen its change.
             settled = all(
                 not c.stale and (c.last_sent or float("-inf")) >= qs.changed_at
                 for c in qs.cells.values()
-            )
+            ) and (qs.changed_at == float("-inf") or len(qs.cells) == len(state.servers))
             if settled or qs.changed_at < horizon:
                 del self._questions[question]
-                names = self._by_target[qs.target]
-                names.discard(question)
-                if not names:
+                state.questions.discard(question)
+                if not state.questions:
                     del self._by_target[qs.target]
                 touched.append(qs.target)
         return sorted(set(touched))

@@ -330,3 +330,38 @@ def test_a_window_caused_before_the_target_came_here_is_a_race_not_a_sample() ->
     # A change after the handover is measured as ever.
     c.update(Update(T, answers(svc=frozenset({"1.1.1.1", "1.1.1.4"})), Stamp(7.0)))
     assert probe(c, 8.0, {"1.1.1.1", "1.1.1.4"}, server=S2) == [(PROPAGATION, "watch", 1.0)]
+
+
+def test_a_pair_gets_its_cell_when_first_probed_or_changed_after_the_sync() -> None:
+    """The memory of a name nobody asked yet is its expected answer alone (issue: 10,000
+    slices held 72 MB of empty cells before any probe)."""
+    c = Comparator()
+    c.set_servers([S, S2])
+    c.update(Update(T, answers(svc=frozenset({"1.1.1.1"})), Stamp(0.0)))
+    c.mark_synced()
+    cells = {q: set(qs.cells) for q, qs in c._questions.items()}
+    assert cells == {Q: set(), POD: set()}
+    probe(c, 1.0, {"1.1.1.1"})
+    assert set(c._questions[Q].cells) == {S}
+    # A change after the sync opens its window on every server, probed or not.
+    c.update(Update(T, answers(svc=frozenset({"1.1.1.1"}), pod=frozenset({"1.1.1.3"})),
+                    Stamp(2.0)))
+    assert set(c._questions[POD].cells) == {S, S2}
+    assert c.open_windows(3.0)[(T, S2)].missing == 1
+
+
+def test_a_server_measured_all_along_but_not_yet_probed_is_not_handed_over() -> None:
+    """A reshard that gives the target another server leaves the first one's windows alone,
+    though its cell did not exist yet: the removal before it is still a sample there."""
+    owned = {S}
+    c = sharded(owned)
+    c.update(Update(T, answers(svc=frozenset({"1.1.1.1"})), Stamp(2.0)))
+    owned.add(S2)
+    assert c.reshard([T], 3.0) == []
+    assert probe(c, 4.0, {"1.1.1.1", "1.1.1.2"}) == []
+    assert probe(c, 5.0, {"1.1.1.1"}) == [(STALE, "watch", 3.0)]
+    # The server it gained at 3.0 did not see the change: its end is a race.
+    probe(c, 4.0, {"1.1.1.1", "1.1.1.2"}, server=S2)
+    outcome = c.observe(Observation(Q, S2, 6.0, 6.0, frozenset({"1.1.1.1"})))
+    assert outcome.windows == [] and [r.reason for r in outcome.races] == [
+        RaceReason.HANDED_OVER]
