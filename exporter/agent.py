@@ -300,7 +300,8 @@ class Agent:
             self.probers.pop(server).close()
             self._layer_up.pop(server, None)
         for server in gained:
-            prober = Prober(server, self.settings.probe_timeout, self.wire, self.clock)
+            prober = Prober(server, self.settings.probe_timeout, self.wire, self.clock,
+                            self.metrics.record_unmatched)
             self.probers[server] = prober if self.search is None else SearchProber(
                 prober, self.search, self.scheduler.budget)
         if self._running:

@@ -19,6 +19,7 @@ from exporter.core.records import Question, srv_value
 
 EDNS_PAYLOAD = 1232
 _TC = 0x0200
+_QR = 0x8000
 
 
 class Malformed(ValueError):
@@ -116,6 +117,9 @@ def read_header(wire: bytes) -> Header:
     if len(wire) < 12:
         raise Malformed("shorter than a DNS header")
     qid, flags, qdcount, ancount, nscount, _ = struct.unpack_from("!6H", wire)
+    if not flags & _QR:
+        # A query sent back (a reflector, a confused middlebox) would read as an empty answer.
+        raise Malformed("not a response: the QR bit is 0")
     offset, question = 12, None
     for index in range(qdcount):
         name, offset = _name(wire, offset)

@@ -142,6 +142,11 @@ class Metrics(Collector):
         self.probes = Counter(
             "dns_staleness_probes", "DNS probes by layer and result.", ["layer", "result"],
             registry=registry)
+        self.unmatched = Counter(
+            "dns_staleness_answers_unmatched",
+            "DNS answers that matched no query in flight: a wrong ID or question (spoofed or "
+            "misrouted), a duplicate, or one that came after its query timed out.", ["layer"],
+            registry=registry)
         self.probe_duration = Histogram(
             "dns_staleness_probe_duration_seconds", "DNS probe round-trip time.", ["layer"],
             buckets=PROBE_BUCKETS, registry=registry)
@@ -175,6 +180,9 @@ class Metrics(Collector):
         self.probes.labels(layer, result.result).inc()
         if result.answer is not None:
             self.probe_duration.labels(layer).observe(result.received - result.sent)
+
+    def record_unmatched(self, server: ServerRef) -> None:
+        self.unmatched.labels(server.layer).inc()
 
     def record_windows(self, windows: Iterable[Window], races: Iterable[Race]) -> None:
         for window in windows:

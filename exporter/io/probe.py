@@ -70,6 +70,7 @@ class Prober:
     def __init__(
         self, server: ServerRef, timeout: float, wire: QueryWire,
         clock: Callable[[], float] = time.monotonic,
+        on_unmatched: Callable[[ServerRef], None] = lambda server: None,
     ) -> None:
         self.server = server
         self.host, self.port = split_address(server.address)
@@ -82,6 +83,7 @@ class Prober:
         self._ids: dict[int, Key] = {}
         self.unmatched = 0
         """Datagrams that answered nothing in flight: wrong ID or question, or late."""
+        self.on_unmatched = on_unmatched
 
     async def _socket(self) -> asyncio.DatagramTransport:
         async with self._opening:
@@ -107,14 +109,14 @@ class Prober:
             # An unreadable answer to a query in flight fails that query now, not by timeout.
             key = self._ids.get(struct.unpack_from("!H", data)[0]) if len(data) >= 2 else None
             if key is None:
-                self.unmatched += 1
+                self._unmatched()
             else:
                 self._settle(key, exc=_Failure("malformed"))
             return
         key = self._ids.get(header.id)
         question = header.question
         if key is None or question is None or (question.name, question.rtype) != key[1:]:
-            self.unmatched += 1
+            self._unmatched()
             return
         if header.truncated:
             self._settle(key, result=(None, received))
@@ -125,6 +127,10 @@ class Prober:
             self._settle(key, exc=_Failure("malformed"))
             return
         self._settle(key, result=(answer, received))
+
+    def _unmatched(self) -> None:
+        self.unmatched += 1
+        self.on_unmatched(self.server)
 
     def _settle(
         self, key: Key, result: _Reply | None = None,

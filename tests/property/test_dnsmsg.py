@@ -99,11 +99,23 @@ def test_random_bytes_raise_only_malformed(data: bytes) -> None:
         pass
 
 
+def as_response(wire: bytes) -> bytes:
+    """The query wire with QR set, as a server's echo of the header would have it."""
+    return wire[:2] + bytes([wire[2] | 0x80]) + wire[3:]
+
+
 def test_compression_loop_is_malformed() -> None:
-    wire = QueryWire().build(Question("a.example.", "A"), 1)
+    wire = as_response(QueryWire().build(Question("a.example.", "A"), 1))
     looped = wire[:12] + b"\xc0\x0c" + wire[-4:]
     with pytest.raises(Malformed, match="backwards"):
         read_header(looped)
+
+
+def test_a_query_sent_back_is_not_an_empty_answer() -> None:
+    """A reflected query matches its ID and question and carries no record: read as an answer,
+    it would be the layer serving nothing, a missing window made by garbage."""
+    with pytest.raises(Malformed, match="not a response"):
+        read_header(QueryWire().build(Question("a.example.", "A"), 1))
 
 
 def test_query_wire_patches_only_the_id() -> None:
@@ -113,4 +125,4 @@ def test_query_wire_patches_only_the_id() -> None:
     assert one[2:] == two[2:] and two[:2] == b"\xbe\xef"
     message = dns.message.from_wire(two)
     assert message.id == 0xBEEF and message.payload == 1232
-    assert read_header(two).question == question
+    assert read_header(as_response(two)).question == question
