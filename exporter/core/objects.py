@@ -10,6 +10,9 @@ instead, so one typo loses nothing else.
 
 from __future__ import annotations
 
+import codecs
+import json
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -390,8 +393,134 @@ def parse_list(body: Any) -> Listing:
     items = envelope.get("items")
     if items is not None and not isinstance(items, list):
         raise ObjectError("list response items must be a list")
-    meta = _mapping(envelope.get("metadata"), "list response metadata")
-    return Listing(tuple(items or ()), str(meta.get("resourceVersion") or ""))
+    return Listing(tuple(items or ()), _list_version(envelope.get("metadata")))
+
+
+def _list_version(meta: Any) -> str:
+    return str(_mapping(meta, "list response metadata").get("resourceVersion") or "")
+
+
+_JSON = json.JSONDecoder()
+_NOT_SPACE = re.compile(r"[^ \t\n\r]")
+_PUNCTUATION = {
+    "start": {"{": "key_first"},
+    "key_first": {"}": "end"},
+    "after_value": {",": "key", "}": "end"},
+    "items": {"[": "item_first"},
+    "item_first": {"]": "after_value"},
+    "after_item": {",": "item", "]": "after_value"},
+}
+"""ListDecoder's moves on a character of the envelope, by state."""
+_MISPLACED = {
+    "start": "list response must be a JSON object",
+    "end": "list response has text after its closing brace",
+    "after_value": "list response is not JSON: a comma or brace must follow a value",
+    "after_item": "list response is not JSON: a comma or bracket must follow an item",
+}
+
+
+class ListDecoder:
+    """A list response read as its bytes arrive, `parse_list` in pieces: each item comes out
+    as soon as it is whole, so the body and all of its parsed items are never in memory
+    together (10,000 slices are 20 MB of JSON and four times that parsed). The envelope's
+    keys may come in any order; an item split across chunks is parsed again once its part
+    has at least doubled, so a huge item costs linear time."""
+
+    def __init__(self) -> None:
+        self._utf8 = codecs.getincrementaldecoder("utf-8")()
+        self._text = ""
+        self._pos = 0
+        self._state = "start"
+        """Where the reader is in the envelope: a key of `_PUNCTUATION` or `value`."""
+        self._key = ""
+        self._retry_at = 0
+        self._meta: Any = None
+        self.resource_version = ""
+        """Known once the whole body is fed."""
+
+    def feed(self, data: bytes, final: bool = False) -> list[Any]:
+        """The items that `data` completed; `final` ends the body and checks it."""
+        try:
+            text = self._utf8.decode(data, final)
+        except UnicodeDecodeError as exc:
+            raise ObjectError(f"list response is not UTF-8: {exc.reason}") from None
+        self._text = self._text[self._pos:] + text
+        self._pos = 0
+        items: list[Any] = []
+        if final or len(self._text) >= self._retry_at:
+            self._retry_at = 0
+            while self._step(items, final):
+                pass
+        if final:
+            if self._state != "end":
+                raise ObjectError("list response ends before its closing brace")
+            self.resource_version = _list_version(self._meta)
+        return items
+
+    def _value(self, at: int, final: bool) -> tuple[Any, int] | None:
+        """The JSON value at `at` and where it ends; None until more of it has arrived."""
+        try:
+            value, end = _JSON.raw_decode(self._text, at)
+        except json.JSONDecodeError as exc:
+            if final:
+                raise ObjectError(f"list response is not JSON: {exc.msg} at character "
+                                  f"{exc.pos}") from None
+            # Not before its part has doubled; counted from where the next feed's text starts.
+            self._retry_at = 2 * len(self._text) - at - self._pos
+            return None
+        # A number can go on in the next chunk: trust only a value with text after it.
+        if end == len(self._text) and not final and not isinstance(value, dict | list):
+            return None
+        return value, end
+
+    def _step(self, items: list[Any], final: bool) -> bool:
+        """One token or value of the envelope; False when the text runs out."""
+        found = _NOT_SPACE.search(self._text, self._pos)
+        if found is None:
+            return False
+        at, char = found.start(), found.group()
+        state = self._state
+        moves = _PUNCTUATION.get(state, {})
+        if char in moves:
+            self._pos, self._state = at + 1, moves[char]
+            return True
+        if state in ("start", "end", "after_value", "after_item"):
+            raise ObjectError(_MISPLACED[state])
+        if state in ("key_first", "key"):
+            return self._step_key(at, final)
+        parsed = self._value(at, final)
+        if parsed is None:
+            return False
+        value, self._pos = parsed
+        if state == "items":
+            if value is not None:
+                raise ObjectError("list response items must be a list")
+            self._state = "after_value"
+        elif state in ("item_first", "item"):
+            items.append(value)
+            self._state = "after_item"
+        else:
+            if self._key == "metadata":
+                self._meta = value
+            self._state = "after_value"
+        return True
+
+    def _step_key(self, at: int, final: bool) -> bool:
+        """A key and its colon, taken together or not at all."""
+        parsed = self._value(at, final)
+        if parsed is None:
+            return False
+        key, end = parsed
+        colon = _NOT_SPACE.search(self._text, end)
+        if colon is None:
+            if final:
+                raise ObjectError("list response ends after a key")
+            return False
+        if not isinstance(key, str) or colon.group() != ":":
+            raise ObjectError("list response is not JSON: a key must be a string and a colon")
+        self._key = key
+        self._pos, self._state = colon.start() + 1, "items" if key == "items" else "value"
+        return True
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import json
 import os
 import re
 import signal
@@ -51,7 +50,6 @@ from tests.rig import (
     api_path,
     wait_until,
 )
-from tests.rig.net import http_request
 
 pytestmark = pytest.mark.rig
 
@@ -278,24 +276,6 @@ def about(window: AgentWindow, ip: str) -> bool:
     return window.value == ip or ip.replace(".", "-") + "." in window.value
 
 
-def compact(etcd: Etcd) -> int:
-    """Two writes outside the API's keys, then compact etcd at the newest revision."""
-    def post(path: str, body: dict[str, Any]) -> dict[str, Any]:
-        status, raw = http_request(f"{etcd.client_url}{path}", method="POST",
-                                   body=json.dumps(body).encode(),
-                                   headers={"Content-Type": "application/json"})
-        assert status == 200, (path, status, raw)
-        return dict(json.loads(raw))
-
-    key = base64.b64encode(f"dse-test/{uuid.uuid4().hex}".encode()).decode()
-    for _ in range(2):
-        post("/v3/kv/put", {"key": key, "value": base64.b64encode(b"x").decode()})
-    revision = int(post("/v3/kv/range", {"key": key})["header"]["revision"])
-    post("/v3/kv/compaction", {"revision": str(revision), "physical": True})
-    post("/v3/kv/deleterange", {"key": key})
-    return revision
-
-
 @dataclass
 class Stage:
     kube: KubeClient
@@ -357,7 +337,7 @@ def test_410_gone_relists_and_the_gap_makes_no_windows(
             gone = web.delete("web-2")  # the gap: the agent will only learn it by relisting
             web.slice_has(2)
             serves(stage.cluster, web)
-            compact(etcd)
+            etcd.compact()
         finally:
             os.kill(agent.pid, signal.SIGCONT)
         after = agent.eventually(lambda f: total(
@@ -410,7 +390,7 @@ async def test_watcher_from_a_compacted_version_gets_410_and_relists(
     (The session API server's watch cache holds every event since it started, so it would
     replay them instead; the agent's API server has no cache, and etcd is compacted.)"""
     await asyncio.to_thread(kube.create_headless_service, namespace, "web", {"app": "web"})
-    compacted = compact(etcd)
+    compacted = etcd.compact()
     found: list[SourceEvent] = []
     restarts: list[str] = []
     access = from_kubeconfig(str(agent_apiserver.kubeconfig_path))

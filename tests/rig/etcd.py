@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import base64
 import json
+import uuid
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from .net import free_ports, http_request, next_loopback_address
 from .process import ManagedProcess
@@ -61,3 +64,22 @@ class Etcd(ManagedProcess):
             return False
         body = json.loads(raw)
         return isinstance(body, dict) and body.get("health") == "true"
+
+    def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        status, raw = http_request(f"{self.client_url}{path}", method="POST",
+                                   body=json.dumps(body).encode(),
+                                   headers={"Content-Type": "application/json"})
+        if status != 200:
+            raise RuntimeError(f"etcd {path}: HTTP {status}: {raw[:200]!r}")
+        return dict(json.loads(raw))
+
+    def compact(self) -> int:
+        """Two writes outside the API's keys, then compaction at the newest revision: a watch
+        from any older resourceVersion gets 410 Gone. Returns that revision."""
+        key = base64.b64encode(f"dse-test/{uuid.uuid4().hex}".encode()).decode()
+        for _ in range(2):
+            self._post("/v3/kv/put", {"key": key, "value": base64.b64encode(b"x").decode()})
+        revision = int(self._post("/v3/kv/range", {"key": key})["header"]["revision"])
+        self._post("/v3/kv/compaction", {"revision": str(revision), "physical": True})
+        self._post("/v3/kv/deleterange", {"key": key})
+        return revision
