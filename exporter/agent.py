@@ -59,6 +59,9 @@ TTL_HORIZON = 600.0
 NOTICE_EVERY = 1.0
 """Seconds between looks for what the log should tell: windows past their bound, dropped
 targets, misconfigurations."""
+DRAIN = 0.1
+"""At a stop, how long probes in flight may take to land and be counted: an answer on a
+healthy path takes milliseconds, and the whole exit must stay within 2 s."""
 
 
 class Agent:
@@ -559,6 +562,7 @@ class Agent:
                 tasks.start(self._prune_loop(), "prune")
                 tasks.start(self._notice_loop(), "notice")
                 await tasks.wait(stop)
+                await tasks.drain(DRAIN)
         finally:
             self.ready = False
             for prober in self.probers.values():

@@ -132,13 +132,17 @@ def _string_pairs(value: Any, what: str) -> frozenset[tuple[str, str]]:
     return frozenset((str(k), str(v)) for k, v in _mapping(value, what).items())
 
 
-def _ports(raw: Any, where: str) -> tuple[PortSpec, ...]:
+def _list(raw: Any, what: str) -> list[Any]:
     if raw is None:
-        return ()
+        return []
     if not isinstance(raw, list):
-        raise ObjectError(f"{where}.ports must be a list")
+        raise ObjectError(f"{what} must be a list, got {type(raw).__name__}")
+    return raw
+
+
+def _ports(raw: Any, where: str) -> tuple[PortSpec, ...]:
     ports = []
-    for item in raw:
+    for item in _list(raw, f"{where}.ports"):
         port = _mapping(item, f"{where}.ports[]")
         number = port.get("port")
         if not isinstance(number, int) or isinstance(number, bool):
@@ -201,13 +205,9 @@ def parse_slice(obj: Any, pod_names: bool = False,
         raise ObjectError(f"{where} has no {SERVICE_NAME_LABEL} label")
     body = _mapping(obj, where)
     address_type = str(body.get("addressType") or "IPv4")
-    raw_endpoints = body.get("endpoints")
-    raw_endpoints = [] if raw_endpoints is None else raw_endpoints
-    if not isinstance(raw_endpoints, list):
-        raise ObjectError(f"{where}.endpoints must be a list")
     endpoints: list[EndpointState] = []
     not_ready = invalid = terminating = 0
-    for item in raw_endpoints:
+    for item in _list(body.get("endpoints"), f"{where}.endpoints"):
         endpoint = _mapping(item, f"{where}.endpoints[]")
         conditions = _mapping(endpoint.get("conditions"), f"{where} conditions")
         terminating += conditions.get("terminating") is True
@@ -217,7 +217,7 @@ def parse_slice(obj: Any, pod_names: bool = False,
         if address_type == "FQDN":
             continue  # CoreDNS answers these with CNAMEs: no A, AAAA or SRV values
         addresses, written = [], []
-        for address in endpoint.get("addresses") or []:
+        for address in _list(endpoint.get("addresses"), f"{where} addresses"):
             try:
                 addresses.append(served_ip(str(address)))
                 written.append(str(address).strip())

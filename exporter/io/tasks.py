@@ -42,6 +42,16 @@ class Background:
         self._spawned.add(task)
         task.add_done_callback(self._spawned.discard)
 
+    async def drain(self, seconds: float) -> None:
+        """Cancel the block's long tasks, then give the short ones up to `seconds` to end on
+        their own (a probe in flight lands and is counted) before the exit cancels them."""
+        watched, self._watched = self._watched, set()
+        for task in watched:
+            task.cancel()
+        await asyncio.gather(*watched, return_exceptions=True)
+        if self._spawned:
+            await asyncio.wait(set(self._spawned), timeout=seconds)
+
     async def wait(self, stop: asyncio.Event, limit: float | None = None) -> None:
         """Return when `stop` is set or `limit` seconds pass; raise the first failure of a task
         from `start`. A task that simply ends is dropped."""

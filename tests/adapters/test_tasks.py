@@ -49,3 +49,23 @@ async def test_leaving_the_block_cancels_a_loop_kicked_as_it_leaves() -> None:
             await asyncio.sleep(0.01)
             kick.set()
     assert wakes == []
+
+
+async def test_a_drain_stops_the_long_tasks_and_lets_the_short_ones_land() -> None:
+    landed: list[str] = []
+
+    async def short(name: str, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+        landed.append(name)
+
+    kick = asyncio.Event()
+    async with Background() as tasks:
+        tasks.start(kicked_loop(kick, []), "loop")
+        tasks.spawn(short("quick", 0.01))
+        tasks.spawn(short("slow", 5.0))
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        await tasks.drain(0.2)
+        assert 0.01 <= loop.time() - started < 1.0
+        assert landed == ["quick"]
+    assert landed == ["quick"]  # the exit cancelled the slow one
