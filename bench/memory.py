@@ -10,7 +10,9 @@ a real process, its real watches, `max_targets` N and 3 DNS servers. From the ke
 - retained: RSS once synced less an idle agent's, the same command watching an empty
   namespace;
 - the peak during a relist: the agent is frozen past its watch's end, etcd compacted, then
-  it resumes, gets 410 Gone and lists everything again (VmHWM reset just before).
+  it resumes, gets 410 Gone and lists everything again (VmHWM reset just before);
+- SIGTERM under that load, probes in flight (the 3 servers never answer) and a scrape under
+  way: how soon /readyz stops answering 200, and how soon the process has exited.
 
 The peer, measured in the same run: the same agent from another commit (`--baseline`,
 default the commit before the streaming list and lazy comparator cells), run from a copy
@@ -27,10 +29,12 @@ import argparse
 import asyncio
 import os
 import signal
+import socket
 import subprocess
 import sys
 import tarfile
 import tempfile
+import threading
 import time
 import urllib.request
 from contextlib import ExitStack
@@ -46,8 +50,6 @@ ROOT = Path(__file__).resolve().parents[1]
 BASELINE = "2335d11"
 """The last commit before issue 16's memory work."""
 WATCH_TIMEOUT = 10
-SERVERS = "a=127.0.0.1:9,b=127.0.0.2:9,c=127.0.0.3:9"
-"""Three servers that refuse every probe: the state is the truth's and the comparator's."""
 
 
 @dataclass(frozen=True)
@@ -64,6 +66,10 @@ class Measured:
     idle: Usage
     sync: Usage
     relist: Usage
+    unready: float
+    """Seconds from SIGTERM until /readyz stopped answering 200."""
+    exited: float
+    """Seconds from SIGTERM until the process was gone."""
 
 
 def status_bytes(pid: int, field: str) -> int:
@@ -81,12 +87,12 @@ class AgentRun:
     """`dns-staleness-exporter run` from a source tree, against the bench's API server."""
 
     def __init__(self, tree: Path, kubeconfig: Path, slices: int, namespace: str | None,
-                 log: Path) -> None:
+                 log: Path, servers: str) -> None:
         self.port = free_port("127.0.0.1")
         args = [sys.executable, "-m", "exporter", "run", "--kubeconfig", str(kubeconfig),
                 "--listen", f"127.0.0.1:{self.port}", "--watch-start-jitter", "0",
                 "--watch-timeout", str(WATCH_TIMEOUT), "--max-targets", str(max(slices, 1)),
-                "--layers", "", "--static-servers", SERVERS, "--log-level", "warn"]
+                "--layers", "", "--static-servers", servers, "--log-level", "warn"]
         if namespace:
             args += ["--namespaces", namespace]
         self.log = log.open("wb")
@@ -131,10 +137,36 @@ SYNCED = ("/readyz", "ready")
 RELISTED = ("/metrics", 'dns_staleness_watch_events_total{kind="EndpointSlice",type="RELIST"} 1.0')
 
 
+def black_holes(stack: ExitStack) -> str:
+    """Three DNS servers that never answer: every probe is in flight until its timeout."""
+    refs = []
+    for name in "abc":
+        sock = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_DGRAM))
+        sock.bind(("127.0.0.1", 0))
+        refs.append(f"{name}=127.0.0.1:{sock.getsockname()[1]}")
+    return ",".join(refs)
+
+
+def sigterm(run: AgentRun) -> tuple[float, float]:
+    """SIGTERM with a scrape under way: seconds until unready, and until gone."""
+    scrape = threading.Thread(target=run.get, args=("/metrics",))
+    scrape.start()
+    sent = time.monotonic()
+    run.proc.send_signal(signal.SIGTERM)
+    unready = None
+    while run.proc.poll() is None:
+        if unready is None and run.get("/readyz") is None:
+            unready = time.monotonic() - sent
+        time.sleep(0.005)
+    exited = time.monotonic() - sent
+    scrape.join()
+    return exited if unready is None else unready, exited
+
+
 def measure(label: str, tree: Path, kubeconfig: Path, etcd: Etcd, slices: int,
-            work: Path, timeout: float) -> Measured:
+            work: Path, timeout: float, servers: str) -> Measured:
     note(f"{label}: an idle agent (an empty namespace)")
-    idle_run = AgentRun(tree, kubeconfig, slices, "empty", work / f"{label}-idle.log")
+    idle_run = AgentRun(tree, kubeconfig, slices, "empty", work / f"{label}-idle.log", servers)
     try:
         idle_run.wait(*SYNCED, timeout, "the idle agent's sync")
         time.sleep(2.0)
@@ -142,7 +174,7 @@ def measure(label: str, tree: Path, kubeconfig: Path, etcd: Etcd, slices: int,
     finally:
         idle_run.stop()
     note(f"{label}: the initial sync of {slices:,} slices")
-    run = AgentRun(tree, kubeconfig, slices, None, work / f"{label}.log")
+    run = AgentRun(tree, kubeconfig, slices, None, work / f"{label}.log", servers)
     try:
         run.wait(*SYNCED, timeout, "the initial sync")
         time.sleep(3.0)  # the agent collects and freezes its state after the sync
@@ -158,9 +190,11 @@ def measure(label: str, tree: Path, kubeconfig: Path, etcd: Etcd, slices: int,
         run.wait(*RELISTED, timeout, "the relist")
         time.sleep(3.0)
         relist = run.usage()
+        note(f"{label}: SIGTERM, probes in flight and a scrape under way")
+        unready, exited = sigterm(run)
     finally:
         run.stop()
-    return Measured(label, idle, sync, relist)
+    return Measured(label, idle, sync, relist, unready, exited)
 
 
 def tree_of(revision: str, into: Path) -> Path:
@@ -190,6 +224,9 @@ def report(slices: int, rows: list[Measured]) -> None:
                 ["agent", "idle", "peak during sync", "after sync", "retained",
                  "retained per 1,000 endpoints", "peak during a relist", "after the relist"],
                 body))
+    section("SIGTERM with probes in flight and a scrape under way", table(
+        ["agent", "unready after", "exited after"],
+        [[m.label, f"{m.unready * 1e3:,.0f} ms", f"{m.exited * 1e3:,.0f} ms"] for m in rows]))
     if len(rows) == 2:
         new, old = rows
         print(f"\npeak during sync {new.sync.peak / old.sync.peak:.2f}x the baseline's, "
@@ -232,8 +269,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.baseline != "none":
             trees.append((f"baseline {args.baseline}", tree_of(args.baseline,
                                                                 work / "baseline")))
+        servers = black_holes(stack)
         for label, tree in trees:
-            rows.append(measure(label, tree, kubeconfig, etcd, slices, work, args.timeout))
+            rows.append(measure(label, tree, kubeconfig, etcd, slices, work, args.timeout,
+                                servers))
     report(slices, rows)
     return 0
 

@@ -13,6 +13,7 @@ import random
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from prometheus_client import CollectorRegistry
@@ -22,7 +23,7 @@ from exporter.core import clients
 from exporter.core.budget import Budget
 from exporter.core.comparator import Comparator, Observation, Outcome, Window
 from exporter.core.dnsmsg import QueryWire
-from exporter.core.events import Kind, ObjectEvent, Relisted, SourceEvent, Synced
+from exporter.core.events import LISTED, Kind, ObjectEvent, Relisted, Relisting, SourceEvent, Synced
 from exporter.core.layers import Discovery
 from exporter.core.objects import (
     ObjectError,
@@ -91,6 +92,8 @@ class Agent:
             sweep_interval=settings.sweep_interval, fast_backoff_max=settings.fast_backoff_max,
             measures=measures)
         self._member_slices: dict[str, tuple[str, ...]] = {}
+        self._relisting: dict[Kind, list[object]] = {}
+        """Per kind, the records of a relist under way."""
         self.wire = QueryWire()
         self.discovery = discovery
         self.probers: dict[ServerRef, Prober | SearchProber] = {}
@@ -141,10 +144,18 @@ class Agent:
             self._check_sweep()
             self.synced.set()
             return
+        if isinstance(event, Relisting):
+            self._relisting[event.kind] = []
+            return
+        change: ObjectEvent | Relisted = event
         if isinstance(event, Relisted):
+            change = replace(event, objects=tuple(self._relisting.pop(event.kind, ())))
             self.metrics.watch_events.labels(event.kind, "RELIST").inc()
             if not self.comparator.synced:
-                self._listed += len(event.objects)
+                self._listed += len(change.objects)
+        elif event.type == LISTED:
+            self._take_listed(event)
+            return
         else:
             self.metrics.watch_events.labels(event.kind, event.type).inc()
             if event.type == "BOOKMARK":
@@ -152,13 +163,39 @@ class Agent:
             if not self.comparator.synced:
                 self._listed += 1
         try:
-            updates = self._apply(event, now)
+            updates = self._apply(change, now)
         except ObjectError as exc:
             self.metrics.watch_events.labels(event.kind, "INVALID").inc()
             log.warning("ignoring %s event: %s", event.kind, exc)
             return
         for update in updates:
             self._absorb(update, now)
+
+    def _take_listed(self, event: ObjectEvent) -> None:
+        """An item of a relist, read now: the relist holds records, never its whole list
+        parsed, and an item that cannot be read is left out and counted, not the relist."""
+        listed = self._relisting.get(event.kind)
+        if listed is None:
+            return
+        try:
+            listed.append(self._reduce(event.kind, event.obj))
+        except ObjectError as exc:
+            self.metrics.watch_events.labels(event.kind, "INVALID").inc()
+            log.warning("ignoring an item of a %s relist: %s", event.kind, exc)
+
+    def _reduce(self, kind: Kind, obj: object) -> object:
+        """A listed object as its kind's relist applies it."""
+        if kind == Kind.SERVICE:
+            return parse_service(obj)
+        if kind == Kind.NAMESPACE:
+            return namespace_name(obj)
+        if kind == Kind.MEMBER_ENDPOINT_SLICE:
+            return parse_member_slice(obj)
+        if kind == Kind.DNS_SERVICE:
+            return parse_dns_service(obj)
+        if kind == Kind.DNS_ENDPOINT_SLICE:
+            return parse_dns_slice(obj)
+        return self._slice(obj)
 
     def _apply(self, event: ObjectEvent | Relisted, now: float) -> list[Update]:
         if event.kind == Kind.MEMBER_ENDPOINT_SLICE:
@@ -169,12 +206,11 @@ class Agent:
             return []
         if isinstance(event, Relisted):
             if event.kind == Kind.SERVICE:
-                return self.truth.replace_services(map(parse_service, event.objects), now,
-                                                   event.namespace)
+                return self.truth.replace_services(event.objects, now, event.namespace)
             if event.kind == Kind.NAMESPACE:
-                return self.truth.replace_namespaces(map(namespace_name, event.objects), now)
+                return self.truth.replace_namespaces(event.objects, now)
             return self.truth.replace_slices(
-                map(self._slice, event.objects), now, event.namespace,
+                event.objects, now, event.namespace,
                 mirrored=event.kind == Kind.MIRRORED_ENDPOINT_SLICE)
         deleted = event.type == "DELETED"
         if event.kind == Kind.SERVICE:
@@ -202,19 +238,20 @@ class Agent:
     def _discover(self, event: ObjectEvent | Relisted) -> None:
         if self.discovery is None:
             return
-        objects = event.objects if isinstance(event, Relisted) else (event.obj,)
-        gone = isinstance(event, ObjectEvent) and event.type == "DELETED"
-        if event.kind == Kind.DNS_SERVICE:
-            self.discovery.apply_service(
-                None if gone or not objects else parse_dns_service(objects[0]))
-        elif gone:
-            self.discovery.delete_slice(object_name(objects[0], "EndpointSlice"))
-        else:
-            states = [parse_dns_slice(obj) for obj in objects]
-            if isinstance(event, Relisted):
+        if isinstance(event, Relisted):
+            if event.kind == Kind.DNS_SERVICE:
+                self.discovery.apply_service(event.objects[0] if event.objects else None)
+            else:
                 self.discovery.slices.clear()
-            for state in states:
-                self.discovery.apply_slice(state)
+                for state in event.objects:
+                    self.discovery.apply_slice(state)
+        elif event.kind == Kind.DNS_SERVICE:
+            self.discovery.apply_service(
+                None if event.type == "DELETED" else parse_dns_service(event.obj))
+        elif event.type == "DELETED":
+            self.discovery.delete_slice(object_name(event.obj, "EndpointSlice"))
+        else:
+            self.discovery.apply_slice(parse_dns_slice(event.obj))
         if event.kind == Kind.DNS_SERVICE and self.comparator.synced:
             self._say_dns_service()
         self.set_servers(self.discovery.servers())
@@ -228,8 +265,7 @@ class Agent:
         if self.shard is None:
             return
         if isinstance(event, Relisted):
-            self._member_slices = {s.name: s.members
-                                   for s in map(parse_member_slice, event.objects)}
+            self._member_slices = {s.name: s.members for s in event.objects}
         elif event.type == "DELETED":
             self._member_slices.pop(object_name(event.obj, "EndpointSlice"), None)
         else:

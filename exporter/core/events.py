@@ -50,12 +50,26 @@ class ObjectEvent:
     obj: Any
 
 
+LISTED = "LISTED"
+"""The `type` of an ObjectEvent that carries one item of a relist."""
+
+
 @dataclass(frozen=True, slots=True)
-class Relisted:
-    """A fresh list after a gap in the watch: the whole current state of one kind."""
+class Relisting:
+    """A fresh list after a gap in the watch begins: its items follow one by one as LISTED
+    object events, so that no one ever holds the whole list parsed, then Relisted."""
 
     kind: Kind
-    objects: tuple[Any, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Relisted:
+    """The fresh list is complete: the whole current state of one kind."""
+
+    kind: Kind
+    objects: tuple[Any, ...] = ()
+    """The listed items as their records (ServiceState, SliceState, ...): the agent reads
+    each as it comes and fills these in; the watch sends none."""
     namespace: str | None = None
     """The watch's scope: a relist replaces only that namespace, or everything when None."""
 
@@ -65,4 +79,4 @@ class Synced:
     """The initial lists are complete: changes from now on open windows."""
 
 
-SourceEvent = ObjectEvent | Relisted | Synced
+SourceEvent = ObjectEvent | Relisting | Relisted | Synced

@@ -20,7 +20,16 @@ from urllib.parse import urlencode
 
 import aiohttp
 
-from exporter.core.events import Kind, ObjectEvent, Relisted, RestartReason, SourceEvent, Synced
+from exporter.core.events import (
+    LISTED,
+    Kind,
+    ObjectEvent,
+    Relisted,
+    Relisting,
+    RestartReason,
+    SourceEvent,
+    Synced,
+)
 from exporter.core.objects import (
     HEADLESS_LABEL,
     MANAGED_BY_LABEL,
@@ -240,9 +249,10 @@ class Watcher:
                 self.resource.path, params, lambda obj: self.emit(ObjectEvent(kind, "ADDED", obj)))
             self.listed.set()
         else:
-            items: list[Any] = []
-            self.resource_version = await self.api.list(self.resource.path, params, items.append)
-            self.emit(Relisted(kind, tuple(items), self.resource.namespace))
+            self.emit(Relisting(kind))
+            self.resource_version = await self.api.list(
+                self.resource.path, params, lambda obj: self.emit(ObjectEvent(kind, LISTED, obj)))
+            self.emit(Relisted(kind, namespace=self.resource.namespace))
 
     async def _watch(self) -> None:
         timeout = int(self.watch_timeout * self.rng.uniform(0.8, 1.2))

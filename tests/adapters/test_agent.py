@@ -21,7 +21,15 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from exporter import REVISION
 from exporter.agent import Agent
-from exporter.core.events import Kind, ObjectEvent, Relisted, SourceEvent, Synced
+from exporter.core.events import (
+    LISTED,
+    Kind,
+    ObjectEvent,
+    Relisted,
+    Relisting,
+    SourceEvent,
+    Synced,
+)
 from exporter.core.layers import Discovery
 from exporter.core.records import ServerRef, Target
 from exporter.io.lab import KubernetesBackend, LabCluster, LabDnsServer, LabPod
@@ -384,7 +392,9 @@ def test_a_sharded_agent_measures_its_shard_and_hands_it_over(
             "ports": [{"name": "http", "port": 80, "protocol": "TCP"}],
             "endpoints": [{"addresses": [f"10.2.0.{i}"], "conditions": {"ready": True}}]}))
     assert agent.scheduler.pairs == 0  # no membership list yet: nothing of its own
-    agent.ingest(Relisted(Kind.MEMBER_ENDPOINT_SLICE, (member_slice("node-a", "node-b"),)))
+    agent.ingest(Relisting(Kind.MEMBER_ENDPOINT_SLICE))
+    agent.ingest(ObjectEvent(Kind.MEMBER_ENDPOINT_SLICE, LISTED, member_slice("node-a", "node-b")))
+    agent.ingest(Relisted(Kind.MEMBER_ENDPOINT_SLICE))
     agent.ingest(Synced())
     assert agent.shard is not None
     owned = agent.shard.owned()

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
 from exporter.agent import Agent
-from exporter.core.events import Kind, ObjectEvent, Synced
+from exporter.core.events import LISTED, Kind, ObjectEvent, Relisted, Relisting, Synced
 from exporter.core.records import Target
 from exporter.io.metrics import Metrics
 from exporter.settings import load
@@ -140,3 +140,21 @@ def test_a_slice_of_5000_endpoints_and_huge_labels_are_taken_in() -> None:
     web = next(q for q in agent.comparator.questions(Target(NS, "web"))
                if q.rtype == "A" and q.name.startswith("web."))
     assert agent.comparator.expected(web) == frozenset(ips)
+
+
+def test_an_odd_item_of_a_relist_is_left_out_not_the_relist() -> None:
+    """A relist comes item by item; one that cannot be read is counted INVALID and the rest
+    replace the state. A relist cut off by an error and started again counts only once."""
+    agent, metrics = synced_agent()
+    agent.ingest(Relisting(Kind.ENDPOINT_SLICE))
+    agent.ingest(ObjectEvent(Kind.ENDPOINT_SLICE, LISTED, endpoint_slice("web", ["10.0.0.9"])))
+    agent.ingest(Relisting(Kind.ENDPOINT_SLICE))  # the first list broke off: from the start
+    agent.ingest(ObjectEvent(Kind.ENDPOINT_SLICE, LISTED, endpoint_slice("web", ["10.0.0.3"])))
+    agent.ingest(ObjectEvent(Kind.ENDPOINT_SLICE, LISTED, {"metadata": {"name": 7}}))
+    agent.ingest(Relisted(Kind.ENDPOINT_SLICE))
+    assert invalid(metrics) == 1
+    web, db = (next(q for q in agent.comparator.questions(Target(NS, name))
+                    if q.rtype == "A" and q.name.startswith(f"{name}."))
+               for name in ("web", "db"))
+    assert agent.comparator.expected(web) == frozenset({"10.0.0.3"})
+    assert agent.comparator.expected(db) == frozenset()  # db's slice was not in the relist
