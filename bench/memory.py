@@ -18,9 +18,9 @@ The peer, measured in the same run: the same agent from another commit (`--basel
 default the commit before the streaming list and lazy comparator cells), run from a copy
 of that tree made with `git archive`.
 
-    .venv/bin/python -m bench.memory                    # 10,000 slices, about 6 minutes
-    .venv/bin/python -m bench.memory --slices 50000     # about 25 minutes
-    .venv/bin/python -m bench.memory --quick            # 1,000 slices, what CI runs
+    .venv/bin/python -m bench.memory                    # 10,000 slices, about 2 minutes
+    .venv/bin/python -m bench.memory --slices 50000     # about 10 minutes
+    .venv/bin/python -m bench.memory --quick --baseline none   # 1,000 slices, what CI runs
 """
 
 from __future__ import annotations
