@@ -245,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=900.0,
                         help="seconds to wait for any one phase")
     args = parser.parse_args(argv)
-    slices = args.slices or (1000 if args.quick else 10000)
+    slices = args.slices if args.slices is not None else (1000 if args.quick else 10000)
     if slices < 1:
         parser.error("--slices must be at least 1")
     rig = Rig.load()
