@@ -43,7 +43,16 @@ from io import BytesIO
 from pathlib import Path
 
 from bench.report import section, table
-from bench.watch_ingest import ENDPOINTS, NAMESPACE, BenchError, access_of, create_objects, note
+from bench.watch_ingest import (
+    ENDPOINTS,
+    NAMESPACE,
+    BenchError,
+    access_of,
+    create_objects,
+    note,
+    reset_peak_rss,
+    status_kib,
+)
 from tests.rig import Etcd, KubeApiServer, Rig, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -70,17 +79,6 @@ class Measured:
     """Seconds from SIGTERM until /readyz stopped answering 200."""
     exited: float
     """Seconds from SIGTERM until the process was gone."""
-
-
-def status_bytes(pid: int, field: str) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(f"{field}:"):
-            return int(line.split()[1]) * 1024
-    raise BenchError(f"no {field} in /proc/{pid}/status")
-
-
-def reset_peak(pid: int) -> None:
-    Path(f"/proc/{pid}/clear_refs").write_text("5")
 
 
 class AgentRun:
@@ -121,7 +119,8 @@ class AgentRun:
         raise BenchError(f"no {what} within {seconds:.0f} s")
 
     def usage(self) -> Usage:
-        return Usage(status_bytes(self.proc.pid, "VmHWM"), status_bytes(self.proc.pid, "VmRSS"))
+        return Usage(status_kib("VmHWM", self.proc.pid) * 1024,
+                     status_kib("VmRSS", self.proc.pid) * 1024)
 
     def stop(self) -> None:
         self.proc.terminate()
@@ -184,7 +183,8 @@ def measure(label: str, tree: Path, kubeconfig: Path, etcd: Etcd, slices: int,
         try:
             time.sleep(1.2 * WATCH_TIMEOUT + 1.0)  # every watch has ended meanwhile
             etcd.compact()
-            reset_peak(run.proc.pid)
+            if not reset_peak_rss(run.proc.pid):
+                raise BenchError("cannot reset the agent's peak RSS (/proc/PID/clear_refs)")
         finally:
             os.kill(run.proc.pid, signal.SIGCONT)
         run.wait(*RELISTED, timeout, "the relist")

@@ -202,11 +202,11 @@ def count_wire() -> None:
     setattr(ResponseHandler, "data_received", counting)  # noqa: B010
 
 
-def status_kib(field_name: str) -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
+def status_kib(field_name: str, pid: int | str = "self") -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith(field_name + ":"):
             return int(line.split()[1])
-    return 0
+    raise BenchError(f"no {field_name} in /proc/{pid}/status")
 
 
 def rss() -> int:
@@ -217,9 +217,9 @@ def peak_rss() -> int:
     return status_kib("VmHWM") * 1024
 
 
-def reset_peak_rss() -> bool:
+def reset_peak_rss(pid: int | str = "self") -> bool:
     try:
-        Path("/proc/self/clear_refs").write_text("5")
+        Path(f"/proc/{pid}/clear_refs").write_text("5")
     except OSError:
         return False
     return True

@@ -165,8 +165,7 @@ class Agent:
         try:
             updates = self._apply(change, now)
         except ObjectError as exc:
-            self.metrics.watch_events.labels(event.kind, "INVALID").inc()
-            log.warning("ignoring %s event: %s", event.kind, exc)
+            self._invalid(event.kind, "event", exc)
             return
         for update in updates:
             self._absorb(update, now)
@@ -180,8 +179,11 @@ class Agent:
         try:
             listed.append(self._reduce(event.kind, event.obj))
         except ObjectError as exc:
-            self.metrics.watch_events.labels(event.kind, "INVALID").inc()
-            log.warning("ignoring an item of a %s relist: %s", event.kind, exc)
+            self._invalid(event.kind, "relist item", exc)
+
+    def _invalid(self, kind: Kind, what: str, exc: ObjectError) -> None:
+        self.metrics.watch_events.labels(kind, "INVALID").inc()
+        log.warning("ignoring %s %s: %s", kind, what, exc)
 
     def _reduce(self, kind: Kind, obj: object) -> object:
         """A listed object as its kind's relist applies it."""

@@ -252,11 +252,11 @@ class Comparator:
         self.servers = tuple(sorted(set(servers)))
         self.balanced = frozenset(balanced)
         for target, state in self._by_target.items():
-            state.servers = self._measured(target)
-        for qs in self._questions.values():
-            servers = self._by_target[qs.target].servers
-            if any(s not in servers for s in qs.cells):
-                qs.cells = {s: c for s, c in qs.cells.items() if s in servers}
+            state.servers = servers = self._measured(target)
+            for question in state.questions:
+                qs = self._questions[question]
+                if any(s not in servers for s in qs.cells):
+                    qs.cells = {s: c for s, c in qs.cells.items() if s in servers}
 
     def _measured(self, target: Target) -> frozenset[ServerRef]:
         found = frozenset(s for s in self.servers if self.measures(target, s))

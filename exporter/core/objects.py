@@ -484,7 +484,7 @@ class ListDecoder:
         if char in moves:
             self._pos, self._state = at + 1, moves[char]
             return True
-        if state in ("start", "end", "after_value", "after_item"):
+        if state in _MISPLACED:
             raise ObjectError(_MISPLACED[state])
         if state in ("key_first", "key"):
             return self._step_key(at, final)
