@@ -468,8 +468,10 @@ class ListDecoder:
             # Not before its part has doubled; counted from where the next feed's text starts.
             self._retry_at = 2 * len(self._text) - at - self._pos
             return None
-        # A number can go on in the next chunk: trust only a value with text after it.
-        if end == len(self._text) and not final and not isinstance(value, dict | list):
+        # A number can go on in the next chunk, and "1." or "1e" parse as 1: trust a scalar
+        # only once a character that cannot continue it follows.
+        if not final and not isinstance(value, dict | list) and (
+                end == len(self._text) or self._text[end] in ".eE"):
             return None
         return value, end
 

@@ -93,3 +93,12 @@ def test_a_huge_item_in_small_chunks_is_parsed_a_few_times_not_once_per_chunk() 
     items += decoder.feed(b"", final=True)
     assert items == [item] and decoder.resource_version == "7"
     assert attempts <= 12, f"{attempts} parses of a {len(body) // 1024} KiB item"
+
+
+@pytest.mark.parametrize("number", [b"1.3510798882109918e+16", b"-0.5E-3", b"12.0"])
+def test_a_number_cut_at_its_point_or_exponent_waits_for_the_rest(number: bytes) -> None:
+    """Found by CI: "1.35e" parses as 1.35 followed by a stray "e"."""
+    body = b'{"items": [' + number + b'], "x": ' + number + b', "metadata": {}}'
+    whole = json.loads(body)["items"], ""
+    for cut in range(len(body)):
+        assert decode(body, [cut]) == whole, f"cut at {cut}"
