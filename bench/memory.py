@@ -49,6 +49,7 @@ from bench.watch_ingest import (
     BenchError,
     access_of,
     create_objects,
+    exit_with,
     note,
     reset_peak_rss,
     status_kib,
@@ -278,8 +279,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except BenchError as exc:
-        print(f"bench.memory: {exc}", file=sys.stderr)
-        sys.exit(1)
+    exit_with(main, "bench.memory")

@@ -40,7 +40,7 @@ from importlib.metadata import version
 from multiprocessing.connection import Connection
 from pathlib import Path
 from types import BuiltinFunctionType, FunctionType, ModuleType, SimpleNamespace
-from typing import Any
+from typing import Any, NoReturn
 
 import aiohttp
 import uvloop
@@ -100,6 +100,16 @@ _TICK = os.sysconf("SC_CLK_TCK")
 
 class BenchError(RuntimeError):
     """Something that makes the numbers meaningless: stop rather than print them."""
+
+
+def exit_with(main: Callable[[], int], name: str) -> NoReturn:
+    """Runs a benchmark's main: a BenchError ends it with one line on stderr, and exit 1."""
+    try:
+        code = main()
+    except BenchError as exc:
+        print(f"{name}: {exc}", file=sys.stderr)
+        code = 1
+    sys.exit(code)
 
 
 def note(message: str) -> None:

@@ -452,7 +452,8 @@ class Agent:
             return
         self._note_ttl(result)
         outcome = self.comparator.observe(Observation(
-            key.question, key.server, result.sent, result.received, answer.values, answer.ttl))
+            key.question, key.server, result.sent, result.received, answer.values, answer.ttl,
+            answer.complete))
         self.scheduler.answered(key, result.sent, result.received, answer.values, answer.ttl,
                                 self.comparator.settled(key.question, key.server))
         self._kick.set()
@@ -486,7 +487,17 @@ class Agent:
             probes_deferred=self.scheduler.deferred_total, monitored=self.truth.monitored,
             monitored_total=len(self.truth.monitored), dropped=self.truth.dropped,
             dropped_now=len(self.truth.dropped), dropped_total=self.truth.dropped_total,
-            limit=self.settings.status_limit, shard=self.shard), __version__)
+            limit=self.settings.status_limit, shard=self.shard,
+            internals=self.internals()), __version__)
+
+    def internals(self) -> dict[str, int]:
+        """How much the agent holds now: every count that a leak would grow."""
+        try:
+            tasks = len(asyncio.all_tasks())
+        except RuntimeError:  # no loop runs: a test reading the document directly
+            tasks = 0
+        return {"tasks": tasks, **self.truth.census(), **self.comparator.census(),
+                **self.scheduler.census()}
 
     def http_server(self, registry: CollectorRegistry,
                     authorize: Callable[[str | None, str], Awaitable[int]] | None = None

@@ -48,6 +48,9 @@ class RaceReason(StrEnum):
     HANDED_OVER = "handed_over"
     """The fleet moved the target to other agents while the window was open, or gave it to
     this one after the change: no single agent saw the window from its start to its end."""
+    CUT = "cut"
+    """An answer cut at 64 KB lacked the record: whether the layer serves it is unknown, and
+    a large Service's answers stay cut, so the window could never end."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +64,10 @@ class Observation:
     values: frozenset[str]
     ttl: int | None = None
     """The TTL the answer carried: its records', or the negative TTL of an empty one."""
+    complete: bool = True
+    """False when the answer was cut (TC over TCP): the values it holds are served, but one
+    it lacks may be served too. It opens or extends a stale window and ends a missing one
+    with the values it holds; a window on a value it lacks ends as a `cut` race."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -407,7 +414,7 @@ class Comparator:
                     cause = None  # a late replica of a removal already measured
                 cell.stale[value] = _Open(cause, at, at, obs.sent, seen_ttl=obs.ttl)
                 self._open.add((obs.question, obs.server))
-        for value in qs.expected:
+        for value in qs.expected if obs.complete else ():
             if value not in answer and value not in cell.missing:
                 cell.missing[value] = _Open(None, at, at, obs.sent, seen_ttl=obs.ttl,
                                             seen_empty=not answer)
@@ -424,6 +431,12 @@ class Comparator:
         balancer the end needs `confirm` such answers in a row: one in the old state, from a
         replica whose cache is behind, means the layer still serves it, and the end moves."""
         for value, window in list(windows.items()):
+            if value not in obs.values and not obs.complete:
+                del windows[value]
+                if window.cause is not None:
+                    outcome.races.append(Race(RaceReason.CUT, qs.target, obs.question,
+                                              obs.server, value))
+                continue
             if (value in obs.values) == (kind == STALE):
                 window.last_seen, window.seen_sent = obs.received, obs.sent
                 window.seen_ttl, window.seen_empty = obs.ttl, not obs.values
@@ -504,6 +517,16 @@ class Comparator:
                     del self._by_target[qs.target]
                 touched.append(qs.target)
         return sorted(set(touched))
+
+    def census(self) -> dict[str, int]:
+        """What the comparator holds, counted for /api/v1/status: a soak watches it for
+        growth. Walks every name once."""
+        cells = removed = 0
+        for qs in self._questions.values():
+            cells += len(qs.cells)
+            removed += len(qs.removed)
+        return {"targets": len(self._by_target), "names": len(self._questions),
+                "cells": cells, "removed_values": removed, "windows_noted": len(self._open)}
 
     def open_detail(self, now: float) -> Iterator[OpenWindow]:
         """Every window open now, with its age: from the truth change, or from first sight."""

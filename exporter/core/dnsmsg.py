@@ -32,6 +32,9 @@ class Answer:
     values: frozenset[str]
     ttl: int | None
     """Lowest TTL of the answer RRset, or the negative TTL of an empty answer."""
+    complete: bool = True
+    """False for a TCP answer with TC set: CoreDNS cut it at 64 KB (a large Service's SRV
+    records, whose targets are never compressed), so a value it lacks may still be served."""
 
 
 class QueryWire:

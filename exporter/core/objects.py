@@ -214,15 +214,17 @@ def parse_slice(obj: Any, pod_names: bool = False,
         if conditions.get("ready") is False:
             not_ready += 1
             continue
-        if address_type == "FQDN":
-            continue  # CoreDNS answers these with CNAMEs: no A, AAAA or SRV values
         addresses, written = [], []
         for address in _list(endpoint.get("addresses"), f"{where} addresses"):
+            # CoreDNS goes by the text, not the addressType: an IP is an A or AAAA record
+            # even in an FQDN slice, and a name is a CNAME with no A, AAAA or SRV value.
             try:
                 addresses.append(served_ip(str(address)))
                 written.append(str(address).strip())
             except ValueError:
-                invalid += 1
+                invalid += address_type != "FQDN"
+        if not addresses and address_type == "FQDN":
+            continue
         hostname = endpoint.get("hostname")
         ref = _mapping(endpoint.get("targetRef"), f"{where} targetRef").get("name")
         pod = ref if pod_names and isinstance(ref, str) and 0 < len(ref) <= POD_NAME_MAX \

@@ -107,6 +107,11 @@ class Scheduler:
     _share_wait: float | None = field(default=None, init=False)
     """When a whole sweep's worth of pairs found the share spent: when it frees."""
 
+    def census(self) -> dict[str, int]:
+        """What the scheduler holds, counted for /api/v1/status."""
+        return {"fast_mode": len(self._fast), "fast_queued": sum(map(len, self._heaps)),
+                "recent_answers": len(self._seen), "sweep_groups": len(self._groups)}
+
     def set_servers(self, servers: tuple[ServerRef, ...],
                     balanced: frozenset[ServerRef] = frozenset()) -> None:
         self.servers, self.balanced = servers, balanced

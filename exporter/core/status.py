@@ -74,6 +74,9 @@ class Inputs:
     dropped_total: int
     limit: int
     shard: Shard | None = None
+    internals: Mapping[str, int] | None = None
+    """Sizes of what the agent holds (tasks, names, cells, fast-mode entries): for a soak or
+    a leak hunt, not for alerts."""
 
 
 def _who(target: Target) -> dict[str, str]:
@@ -110,6 +113,7 @@ def document(i: Inputs, version: str) -> dict[str, Any]:
                     "dropped_total": i.dropped_total, "dropped_now": i.dropped_now,
                     "dropped": [_who(t) for t in dropped]},
         "shard": None if i.shard is None else _shard(i.shard, i.limit),
+        "internals": dict(i.internals or {}),
     }
 
 

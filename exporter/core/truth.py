@@ -62,8 +62,6 @@ def expected_answers(
         if port.name:
             values[Question(f"_{port.name}._{port.protocol.lower()}.{domain}", "SRV")] = set()
     for one in slices:
-        if one.address_type not in ("IPv4", "IPv6"):
-            continue  # FQDN slices: CoreDNS answers them with CNAMEs
         for endpoint in one.endpoints:
             for address, label in zip(endpoint.addresses, endpoint.labels(), strict=True):
                 rtype = rtype_of(address)
@@ -145,6 +143,11 @@ class Truth:
     def __post_init__(self) -> None:
         if self.scope.namespace_labels and self.exposed is None:
             self.exposed = set()
+
+    def census(self) -> dict[str, int]:
+        """What the truth holds, counted for /api/v1/status."""
+        return {"services": len(self.services),
+                "slices": sum(map(len, self.slices.values()))}
 
     def _eligible(self, target: Target) -> bool:
         service = self.services.get(target)

@@ -147,6 +147,10 @@ class Metrics(Collector):
             "DNS answers that matched no query in flight: a wrong ID or question (spoofed or "
             "misrouted), a duplicate, or one that came after its query timed out.", ["layer"],
             registry=registry)
+        self.truncated = Counter(
+            "dns_staleness_answers_truncated",
+            "DNS answers cut to 64 KB even over TCP (TC set): the records they lack cannot be "
+            "measured as missing.", ["layer"], registry=registry)
         self.probe_duration = Histogram(
             "dns_staleness_probe_duration_seconds", "DNS probe round-trip time.", ["layer"],
             buckets=PROBE_BUCKETS, registry=registry)
@@ -180,6 +184,8 @@ class Metrics(Collector):
         self.probes.labels(layer, result.result).inc()
         if result.answer is not None:
             self.probe_duration.labels(layer).observe(result.received - result.sent)
+            if not result.answer.complete:
+                self.truncated.labels(layer).inc()
 
     def record_unmatched(self, server: ServerRef) -> None:
         self.unmatched.labels(server.layer).inc()

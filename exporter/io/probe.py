@@ -205,7 +205,8 @@ class Prober:
         header = read_header(data)
         if header.id != qid or header.question != question:
             raise _Failure("malformed")
-        return reduce(data, header, question)
+        answer = reduce(data, header, question)
+        return replace(answer, complete=False) if header.truncated else answer
 
     def close(self) -> None:
         if self._transport is not None:

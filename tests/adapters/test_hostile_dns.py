@@ -21,11 +21,13 @@ async def test_garbage_makes_no_window_and_every_answer_is_classified() -> None:
     # probe the stop cut short; a right answer that a loaded machine took in late is a timeout.
     got, expected, cut = report.got(), report.expected(), report.in_flight()
     slack = 2 + ANSWERS // 1000  # random garbage whose ID hit another query in flight
+    late = ANSWERS // 100  # answers a loaded machine read after the probe's deadline: timeouts
     assert 0 <= cut <= ANSWERS // 10
     assert set(got) <= {"answer", "malformed", "timeout"}, got
-    assert expected["malformed"] - cut <= got["malformed"] <= expected["malformed"] + slack
-    assert expected["answer"] - cut - slack <= got["answer"] <= expected["answer"]
-    assert got["timeout"] <= expected["timeout"] + slack
+    assert (expected["malformed"] - cut - late <= got["malformed"]
+            <= expected["malformed"] + slack)
+    assert expected["answer"] - cut - late - slack <= got["answer"] <= expected["answer"]
+    assert got["timeout"] <= expected["timeout"] + late + slack
     assert (report.expected_unmatched() - cut <= report.unmatched
             <= report.expected_unmatched() + slack)
     # Memory stays flat once the names have their cells and the caches are warm.

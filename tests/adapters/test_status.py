@@ -86,6 +86,9 @@ async def test_the_status_api_follows_its_schema_and_the_gauges() -> None:
                 assert resp.headers["Content-Type"].startswith("text/html")
             assert "Open windows" in page and "Closed windows" in page
             assert doc["layers"] and all(layer["up"] for layer in doc["layers"])
+            held = doc["internals"]
+            assert held["tasks"] >= 3 and held["services"] >= held["targets"] >= 1, held
+            assert held["names"] > held["targets"] and held["cells"] >= held["names"], held
             async with session.get(f"{base}/metrics", headers={"Accept-Encoding": "gzip"},
                                    auto_decompress=False) as resp:
                 assert resp.headers["Content-Encoding"] == "gzip"

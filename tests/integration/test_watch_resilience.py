@@ -46,6 +46,7 @@ from tests.rig import (
     KubeApiServer,
     KubeClient,
     NodeLocalDNSFactory,
+    RestartableApiServer,
     Rig,
     api_path,
     wait_until,
@@ -65,14 +66,6 @@ still served by node-local for a while, so it shows in the gauges."""
 
 
 # -- a second API server that tests may restart -------------------------------------------
-
-class RestartableApiServer(KubeApiServer):
-    """Keeps its address, port and certificates across stop() and start()."""
-
-    def prepare(self) -> None:
-        if self._pki is None:
-            super().prepare()
-
 
 @pytest.fixture(scope="module")
 def agent_apiserver(rig_bins: Rig, etcd: Etcd, apiserver: KubeApiServer,

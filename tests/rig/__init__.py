@@ -26,7 +26,7 @@ from .kube import (
     ready_addresses,
     slice_endpoints,
 )
-from .kube_apiserver import SERVICE_CLUSTER_IP_RANGE, KubeApiServer
+from .kube_apiserver import SERVICE_CLUSTER_IP_RANGE, KubeApiServer, RestartableApiServer
 from .net import dns_probe, free_port, free_ports, next_loopback_address
 from .pki import ClusterPki
 from .process import ManagedProcess, RigError, stop_all, wait_until
@@ -47,6 +47,7 @@ __all__ = [
     "KubeControllerManager",
     "ManagedProcess",
     "NodeLocalDNSFactory",
+    "RestartableApiServer",
     "Rig",
     "RigError",
     "RigNotInstalled",

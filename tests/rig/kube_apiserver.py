@@ -158,3 +158,12 @@ class KubeApiServer(ManagedProcess):
     def client(self, *, timeout: float = 15.0) -> KubeClient:
         """An admin KubeClient for this API server."""
         return KubeClient(self.url, self.token, self.pki.ca_cert, timeout=timeout)
+
+
+class RestartableApiServer(KubeApiServer):
+    """Keeps its address, port and certificates across stop() and start(): a restart, as
+    its clients see one."""
+
+    def prepare(self) -> None:
+        if self._pki is None:
+            super().prepare()

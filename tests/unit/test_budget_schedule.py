@@ -231,6 +231,8 @@ def test_settled_names_leave_fast_mode_and_the_cap_ends_it() -> None:
     assert not s.in_fast_mode(ProbeKey(T, QS[1], SERVERS[0]), 1.0)
     assert not s.in_fast_mode(ProbeKey(T, QS[0], SERVERS[0]), 6.0)  # the 5 s cap passed
     assert max(fast(sent)) < 5.0
+    held = s.census()  # what /api/v1/status shows: nothing left of the change
+    assert held["fast_mode"] == held["fast_queued"] == 0, held
 
 
 def test_a_probe_whose_answer_never_came_is_sent_again() -> None:

@@ -365,3 +365,44 @@ def test_a_server_measured_all_along_but_not_yet_probed_is_not_handed_over() -> 
     outcome = c.observe(Observation(Q, S2, 6.0, 6.0, frozenset({"1.1.1.1"})))
     assert outcome.windows == [] and [r.reason for r in outcome.races] == [
         RaceReason.HANDED_OVER]
+
+
+def test_the_census_counts_what_is_held_and_lets_it_go(comparator: Comparator) -> None:
+    """/api/v1/status's internals: a soak sees a leak there before it sees it in RSS."""
+    assert comparator.census() == {"targets": 1, "names": 2, "cells": 0, "removed_values": 0,
+                                   "windows_noted": 0}
+    probe(comparator, 1.0, {"1.1.1.1", "1.1.1.2"})
+    probe(comparator, 1.0, {"1.1.1.2"}, POD, S2)
+    comparator.update(Update(T, answers(svc=frozenset({"1.1.1.1"})), Stamp(2.0)))
+    probe(comparator, 3.0, {"1.1.1.1", "1.1.1.2"})
+    assert comparator.census() == {"targets": 1, "names": 2, "cells": 2, "removed_values": 2,
+                                   "windows_noted": 2}
+    comparator.update(Update(T, None, Stamp(4.0)))
+    later = 4.0 + comparator.history + 1
+    comparator.prune(later)
+    assert comparator.open_windows(later) == {}  # a scrape forgets the noted cell
+    assert comparator.census() == {"targets": 0, "names": 0, "cells": 0, "removed_values": 0,
+                                   "windows_noted": 0}
+
+
+def test_an_answer_cut_at_64_kb_measures_only_what_it_holds(comparator: Comparator) -> None:
+    """CoreDNS sets TC even over TCP when a large Service's SRV records pass 64 KB: what the
+    answer lacks may still be served (docs/design.md, "Semantics")."""
+    def cut(at: float, values: set[str]) -> tuple[list[tuple[str, float]], list[str]]:
+        outcome = comparator.observe(Observation(Q, S, at, at, frozenset(values),
+                                                 complete=False))
+        return ([(w.kind, round(w.seconds, 6)) for w in outcome.windows
+                 if w.reference == "watch"], [f"{r.reason} {r.value}" for r in outcome.races])
+
+    assert cut(1.0, {"1.1.1.1"}) == ([], [])
+    assert comparator.open_windows(1.5) == {}  # 1.1.1.2 was cut, not missing
+    probe(comparator, 2.0, {"1.1.1.1", "1.1.1.2"})
+    comparator.update(Update(T, answers(svc=frozenset({"1.1.1.2", "1.1.1.3", "1.1.1.4"}),
+                                        pod=frozenset({"1.1.1.2"})), Stamp(3.0)))
+    # The change opened stale 1.1.1.1 and missing 1.1.1.3 and 1.1.1.4: a cut answer with the
+    # first two extends the one and ends the other; 1.1.1.4, cut, ends as a race.
+    assert cut(4.0, {"1.1.1.1", "1.1.1.3"}) == ([(PROPAGATION, 1.0)], ["cut 1.1.1.4"])
+    assert comparator.open_windows(4.5)[(T, S)].stale == 1
+    assert comparator.open_windows(4.5)[(T, S)].missing == 0
+    assert cut(5.0, {"1.1.1.2"}) == ([], ["cut 1.1.1.1"])  # gone, or cut: unknown
+    assert (T, S) not in comparator.open_windows(5.5)
