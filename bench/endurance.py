@@ -1,6 +1,6 @@
-"""Endurance: the agent on the rig through hours of accelerated churn and faults, sampled
-every minute; nothing may grow once the working set is reached, and no window may be a
-phantom.
+"""Endurance: the agent on the rig through hours of churn and faults, sampled every minute.
+
+Nothing may grow once the working set is reached, and no window may be a phantom.
 
 The rig: etcd, a kube-apiserver (its watch cache off, so that a watch from a compacted
 resourceVersion gets 410 Gone), the kube-controller-manager's endpoint slice controller,
@@ -339,7 +339,8 @@ def growth(samples_: list[Sample], max_rss_slope: float, max_share: float) -> li
     return out
 
 
-def plot(soak: Soak, path: Path) -> None:
+def pyplot() -> Any:
+    """matplotlib's pyplot, drawing to files; checked before the run, not after hours."""
     try:
         import matplotlib
         matplotlib.use("Agg")
@@ -347,6 +348,11 @@ def plot(soak: Soak, path: Path) -> None:
     except ImportError:
         raise BenchError("--out draws its plot with matplotlib: pip install -c "
                          "constraints.txt -e '.[bench]'") from None
+    return plt
+
+
+def plot(soak: Soak, path: Path) -> None:
+    plt = pyplot()
     panels = [("rss_mb", "RSS (MB)"), ("fds", "open file descriptors"),
               ("tasks", "asyncio tasks"), ("cells", "comparator cells"),
               ("fast_mode", "fast-mode entries"), ("open_windows", "open windows")]
@@ -533,6 +539,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.sample > 30 * args.minutes:
         parser.error("--sample must leave at least two samples in --minutes")
     if args.out is not None:
+        pyplot()
         args.out.mkdir(parents=True, exist_ok=True)
     print(f"# {args.minutes:g} min, {args.services} Services, {args.rate:g} changes/min, a "
           f"fault every {args.fault_every:g} min; Python {sys.version.split()[0]}; load "
