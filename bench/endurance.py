@@ -113,10 +113,8 @@ class Fault:
 class Soak:
     """The run's processes and what it has seen."""
 
-    work: Path
     etcd: Etcd
     api: RestartableApiServer
-    kube: KubeClient
     dns: Dns
     churn: Churn
     hot: tuple[str, ...]
@@ -245,11 +243,12 @@ def kill(process: RestartableApiServer | CoreDNS) -> None:
     process.stop()
 
 
-FAULTS = ("replica", "node-local", "api-server", "410")
 FAULT_NAMES = {"replica": "kill -9 of a CoreDNS replica mid-window",
                "node-local": "SIGSTOP of node-local for 3 s (probe timeout 0.5 s)",
                "api-server": "kill -9 of the API server mid-rollout",
                "410": "agent frozen 13 s, etcd compacted: 410 Gone"}
+FAULTS = tuple(FAULT_NAMES)
+"""The faults in the order the run takes them."""
 
 
 @dataclass(frozen=True)
@@ -483,7 +482,7 @@ def soak(args: argparse.Namespace, stack: ExitStack, work: Path) -> Soak:
     agent = AgentProcess(work, api.kubeconfig_path,
                          agent_args(dns, len(services), args.minutes)).start()
     stack.callback(agent.stop)
-    return Soak(work, etcd, api, kube, dns, churn, hot, agent, checkers)
+    return Soak(etcd, api, dns, churn, hot, agent, checkers)
 
 
 def drive(s: Soak, args: argparse.Namespace) -> None:
