@@ -222,6 +222,9 @@ class Checker:
                  interval: float = 0.05) -> None:
         self.servers, self.names, self.interval = servers, names, interval
         self.history: dict[tuple[str, str, str], list[tuple[float, frozenset[str]]]] = {}
+        self.rounds = 0
+        self.running = 0.0
+        """Seconds from start to stop (or now): with `rounds`, the period of one round."""
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -241,6 +244,7 @@ class Checker:
         return frozenset(values)
 
     def _run(self) -> None:
+        started = time.monotonic()
         while not self._stop.is_set():
             for layer, (host, port) in self.servers.items():
                 for name, rtype in self.names:
@@ -251,6 +255,13 @@ class Checker:
                     if not series or series[-1][1] != values:
                         series.append((time.monotonic(), values))
             self._stop.wait(self.interval)
+            self.rounds += 1
+            self.running = time.monotonic() - started
+
+    @property
+    def period(self) -> float:
+        """Seconds between two asks of one name: a change undone within it may go unseen."""
+        return self.running / self.rounds if self.rounds else self.interval
 
     def start(self) -> Checker:
         self._thread.start()

@@ -57,7 +57,9 @@ def test_ten_minutes_of_churn_and_faults_grow_nothing_and_make_no_phantom(
     grown = re.findall(r"^\s*(\w+)\s+\|.*\| (ok|GROWS)$", out, re.M)
     assert len(grown) == 10 and all(v == "ok" for _, v in grown), out
     [verdict] = re.findall(r"^\s*\d+ \|\s+60 \|\s+([\d,]+) \|.*\|\s+([\d,]+) \|\s+([\d,]+) \|"
-                           r"\s+[\d.]+ \|\s+(\d+) \|\s+(\d+)$", out, re.M)
-    changes, windows, checked, from_gaps, phantoms = (int(v.replace(",", "")) for v in verdict)
-    assert changes >= 400 and windows >= 100 and checked >= 20, out
+                           r"\s+[\d.]+ \|\s+(\d+) \|\s+(\d+) \|\s+(\d+)$", out, re.M)
+    changes, windows, checked, short, from_gaps, phantoms = (
+        int(v.replace(",", "")) for v in verdict)
+    # Too short for the checker's polls: rare (4 of 75,664 windows in an 80-minute run).
+    assert changes >= 400 and windows >= 100 and checked >= 20 and short <= checked // 10, out
     assert from_gaps == phantoms == 0, out
