@@ -91,6 +91,8 @@ class Agent:
             fast_interval=settings.fast_interval, fast_cap=settings.fast_cap,
             sweep_interval=settings.sweep_interval, fast_backoff_max=settings.fast_backoff_max,
             measures=measures)
+        self._annotations = (settings.opt_out_annotation,)
+        """The only Service annotation the agent reads."""
         self._member_slices: dict[str, tuple[str, ...]] = {}
         self._relisting: dict[Kind, list[object]] = {}
         """Per kind, the records of a relist under way."""
@@ -188,7 +190,7 @@ class Agent:
     def _reduce(self, kind: Kind, obj: object) -> object:
         """A listed object as its kind's relist applies it."""
         if kind == Kind.SERVICE:
-            return parse_service(obj)
+            return parse_service(obj, self._annotations)
         if kind == Kind.NAMESPACE:
             return namespace_name(obj)
         if kind == Kind.MEMBER_ENDPOINT_SLICE:
@@ -216,7 +218,7 @@ class Agent:
                 mirrored=event.kind == Kind.MIRRORED_ENDPOINT_SLICE)
         deleted = event.type == "DELETED"
         if event.kind == Kind.SERVICE:
-            service = parse_service(event.obj)
+            service = parse_service(event.obj, self._annotations)
             if deleted:
                 return self.truth.delete_service(service.target, now)
             return self.truth.apply_service(service, now)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import codecs
 import json
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Container, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -128,8 +128,15 @@ def _metadata(obj: Any, kind: str) -> tuple[str, str, Mapping[str, Any]]:
     return namespace, name, meta
 
 
-def _string_pairs(value: Any, what: str) -> frozenset[tuple[str, str]]:
-    return frozenset((str(k), str(v)) for k, v in _mapping(value, what).items())
+_NO_PAIRS: frozenset[tuple[str, str]] = frozenset()
+
+
+def _string_pairs(value: Any, what: str,
+                  keep: Container[str] | None = None) -> frozenset[tuple[str, str]]:
+    pairs = frozenset((str(k), str(v)) for k, v in _mapping(value, what).items()
+                      if keep is None or k in keep)
+    # Each empty frozenset is an object of its own, 216 bytes, two per Service.
+    return pairs or _NO_PAIRS
 
 
 def _list(raw: Any, what: str) -> list[Any]:
@@ -167,7 +174,9 @@ def _spec(obj: Any, kind: str, namespace: str, name: str) -> Mapping[str, Any]:
     return _mapping(_mapping(obj, kind).get("spec"), f"{kind} {namespace}/{name} spec")
 
 
-def parse_service(obj: Any) -> ServiceState:
+def parse_service(obj: Any, annotations: Container[str] | None = None) -> ServiceState:
+    """`annotations`: the keys to keep, None for all. The agent reads one (the opt-out), and
+    a Service written by `kubectl apply` carries a copy of itself in another."""
     namespace, name, meta = _metadata(obj, "Service")
     spec = _spec(obj, "Service", namespace, name)
     families = spec.get("ipFamilies") or []
@@ -184,7 +193,7 @@ def parse_service(obj: Any) -> ServiceState:
         ip_families=tuple(str(f) for f in families) if isinstance(families, list) else (),
         labels=_string_pairs(meta.get("labels"), f"Service {namespace}/{name} labels"),
         annotations=_string_pairs(
-            meta.get("annotations"), f"Service {namespace}/{name} annotations"
+            meta.get("annotations"), f"Service {namespace}/{name} annotations", annotations
         ),
     )
 

@@ -66,16 +66,18 @@ def expected_answers(
             for address, label in zip(endpoint.addresses, endpoint.labels(), strict=True):
                 rtype = rtype_of(address)
                 families.add(rtype)
+                # One string per name and per record, shared by every question that holds
+                # it: the comparator keeps them for as long as the endpoint lives.
+                own = f"{label}.{domain}"
                 values.setdefault(Question(domain, rtype), set()).add(address)
-                values.setdefault(Question(f"{label}.{domain}", rtype), set()).add(address)
-                target = f"{label}.{domain}"
+                values.setdefault(Question(own, rtype), set()).add(address)
                 for port in one.ports:
-                    record = srv_value(port.port, target)
+                    record = srv_value(port.port, own)
                     values[Question(domain, "SRV")].add(record)
-                    values.setdefault(Question(target, "SRV"), set()).add(record)
+                    values.setdefault(Question(own, "SRV"), set()).add(record)
                     if port.name:
                         srv = Question(f"_{port.name}._{port.protocol.lower()}.{domain}", "SRV")
-                        values.setdefault(srv, set()).add(srv_value(port.port, target))
+                        values.setdefault(srv, set()).add(record)
     for rtype in families:
         values.setdefault(Question(domain, rtype), set())
     return {q: frozenset(v) for q, v in values.items()}

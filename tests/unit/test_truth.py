@@ -195,6 +195,19 @@ def test_non_headless_and_opted_out_services_are_not_targets() -> None:
     assert truth.monitored == set()
 
 
+def test_a_service_keeps_only_the_annotations_asked_for() -> None:
+    """The agent keeps the opt-out alone: `kubectl apply` leaves a copy of the whole object in
+    another annotation, and 10,000 Services would hold 10,000 copies."""
+    raw = service("b")
+    raw["metadata"]["annotations"] = {
+        "skip": "yes", "kubectl.kubernetes.io/last-applied-configuration": "{" + "x" * 900}
+    selected = Selection(opt_out_annotation="skip").matcher()
+    kept = parse_service(raw, annotations=("skip",))
+    assert kept.annotations == {("skip", "yes")} and not selected(kept)
+    assert len(parse_service(raw).annotations) == 2
+    assert parse_service(service("c"), annotations=("skip",)).annotations == frozenset()
+
+
 def test_misconfigurations_from_service_and_slices() -> None:
     truth = Truth("cluster.local", lambda s: True, 10)
     truth.apply_service(parse_service(service("a", ports=[{"port": 80}])), 0.0)
