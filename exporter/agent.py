@@ -379,7 +379,7 @@ class Agent:
         self._publish(outcome)
 
     def _replan(self, target: Target) -> None:
-        questions = tuple(self.comparator.questions(target))
+        questions = self.comparator.questions(target)
         moved = []
         if self.shard is not None:
             moved = self.shard.add(target) if questions else self.shard.remove(target)

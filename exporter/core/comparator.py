@@ -315,9 +315,10 @@ class Comparator:
         """The first full sync is done: from now on truth changes open windows."""
         self.synced = True
 
-    def questions(self, target: Target) -> list[Question]:
+    def questions(self, target: Target) -> tuple[Question, ...]:
+        """The target's names in order; the scheduler's plan holds this same tuple."""
         state = self._by_target.get(target)
-        return list(state.questions) if state is not None else []
+        return state.questions if state is not None else ()
 
     def update(self, update: Update) -> Outcome:
         outcome = Outcome()

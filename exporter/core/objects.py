@@ -13,6 +13,7 @@ from __future__ import annotations
 import codecs
 import json
 import re
+import sys
 from collections.abc import Callable, Container, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -125,7 +126,8 @@ def _metadata(obj: Any, kind: str) -> tuple[str, str, Mapping[str, Any]]:
         raise ObjectError(f"{kind} without metadata.name")
     if not isinstance(namespace, str) or not namespace:
         raise ObjectError(f"{kind} {name} without metadata.namespace")
-    return namespace, name, meta
+    # Every object of a namespace would otherwise hold a copy of its name.
+    return sys.intern(namespace), name, meta
 
 
 _NO_PAIRS: frozenset[tuple[str, str]] = frozenset()
@@ -147,6 +149,12 @@ def _list(raw: Any, what: str) -> list[Any]:
     return raw
 
 
+_SHARED_PORTS: dict[tuple[PortSpec, ...], tuple[PortSpec, ...]] = {}
+"""Port lists read so far, each kept once: most Services and slices have one of a few, and
+a copy of each costs about 200 bytes. Bounded, as hostile objects could vary them all."""
+_SHARED_PORTS_MAX = 4096
+
+
 def _ports(raw: Any, where: str) -> tuple[PortSpec, ...]:
     ports = []
     for item in _list(raw, f"{where}.ports"):
@@ -157,7 +165,11 @@ def _ports(raw: Any, where: str) -> tuple[PortSpec, ...]:
         ports.append(
             PortSpec(str(port.get("name") or ""), number, str(port.get("protocol") or "TCP"))
         )
-    return tuple(ports)
+    read = tuple(ports)
+    shared = _SHARED_PORTS.get(read)
+    if shared is None and len(_SHARED_PORTS) < _SHARED_PORTS_MAX:
+        shared = _SHARED_PORTS[read] = read
+    return shared or read
 
 
 def parse_trigger_time(value: Any) -> float | None:
@@ -213,7 +225,7 @@ def parse_slice(obj: Any, pod_names: bool = False,
     if not isinstance(service, str) or not service:
         raise ObjectError(f"{where} has no {SERVICE_NAME_LABEL} label")
     body = _mapping(obj, where)
-    address_type = str(body.get("addressType") or "IPv4")
+    address_type = sys.intern(str(body.get("addressType") or "IPv4"))
     endpoints: list[EndpointState] = []
     not_ready = invalid = terminating = 0
     for item in _list(body.get("endpoints"), f"{where}.endpoints"):

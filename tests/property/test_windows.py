@@ -435,7 +435,7 @@ def simulate_scheduled(timeline: Timeline, layers: list[Layer], end: float,
             when, expected = changes.pop(0)
             outcome = comparator.update(Update(TARGET, {NAME: expected},
                                                Stamp(when, when - 0.3)))
-            scheduler.set_plan(TARGET, tuple(comparator.questions(TARGET)))
+            scheduler.set_plan(TARGET, comparator.questions(TARGET))
             if outcome.changed and synced:
                 scheduler.changed(TARGET, outcome.changed, now)
         elif answers and answers[0][0] <= now:

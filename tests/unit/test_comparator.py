@@ -161,7 +161,7 @@ def test_retired_names_are_probed_until_settled_then_forgotten() -> None:
     assert c.prune(3.0) == []
     probe(c, 4.0, set(), POD)
     assert c.prune(5.0) == [T]
-    assert c.questions(T) == [Q]
+    assert c.questions(T) == (Q,)
 
 
 def test_target_removed_makes_every_record_stale(comparator: Comparator) -> None:
