@@ -126,8 +126,8 @@ class Soak:
     started: float = field(default_factory=time.monotonic)
     samples: list[Sample] = field(default_factory=list)
     faults: list[Fault] = field(default_factory=list)
-    gaps: list[Fault] = field(default_factory=list)
-    """When the agent could learn of a change only by a relist."""
+    gaps: list[tuple[float, float]] = field(default_factory=list)
+    """From when to when the agent could learn of a change only by a relist."""
     windows: list[AgentWindow] = field(default_factory=list)
     """Every window of the agent's log, read once it has stopped."""
 
@@ -218,15 +218,14 @@ class Soak:
                 # once it resumes; only those made after every watch has ended come by the
                 # relist, as a gap: the gap starts then.
                 time.sleep(1.2 * WATCH_TIMEOUT + 1.0)
-                gap = Fault("gap", time.monotonic())
+                gap_started = time.monotonic()
                 for _ in range(10):
                     self.churn.step(self.hot if self.churn.rng.random() < HOT_SHARE else ())
                     time.sleep(0.3)
                 self.etcd.compact()
             finally:
                 os.kill(pid, signal.SIGCONT)
-            gap.ended = time.monotonic()
-            self.gaps.append(gap)
+            self.gaps.append((gap_started, time.monotonic()))
             wait_until(lambda: grew(self.metrics(), "dns_staleness_watch_restarts_total",
                                     reason="gone") > 0 or None, timeout=60,
                        what="a 410 Gone after the compaction")
@@ -273,7 +272,6 @@ GAP = "caused by a change in a watch gap"
 def judge(soak: Soak) -> list[Judged]:
     """Every closed window against the churn's log and, on the hot names, the checker."""
     hot_names = {name for name, _ in soak.churn.names(soak.hot)}
-    gaps = [(f.started, f.ended) for f in soak.gaps]
     out = []
     for w in soak.windows:
         start = w.end - w.seconds
@@ -281,7 +279,7 @@ def judge(soak: Soak) -> list[Judged]:
         checked = w.type == "A" and w.name in hot_names and w.server in soak.checkers
         if cause is None:
             out.append(Judged(w, checked, "no such change by the churn"))
-        elif any(a <= cause <= b for a, b in gaps):
+        elif any(a <= cause <= b for a, b in soak.gaps):
             out.append(Judged(w, checked, GAP))
         elif not checked:
             out.append(Judged(w, False, None))
