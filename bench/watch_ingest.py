@@ -949,11 +949,11 @@ async def measure_live(args: argparse.Namespace, api: KubeApiServer, etcd: Etcd,
     slices_cost, slices_body = await list_cost(access, SLICES_PATH, HEADLESS_LABEL,
                                                "EndpointSlices (headless)")
     services_cost, services_body = await list_cost(access, SERVICES_PATH, "", "Services")
-    [mirrored] = [r for r in resources((), DNS_NAMESPACE, DNS_SERVICE)
-                  if r.kind == Kind.MIRRORED_ENDPOINT_SLICE]
-    mirrored_cost, _ = await list_cost(access, mirrored.path, mirrored.label_selector,
-                                       "EndpointSlices (mirrored; none exist here)")
-    report.lists = [slices_cost, services_cost, mirrored_cost]
+    [unlabelled] = [r for r in resources((), DNS_NAMESPACE, DNS_SERVICE)
+                    if r.kind == Kind.UNLABELLED_ENDPOINT_SLICE]
+    unlabelled_cost, _ = await list_cost(access, unlabelled.path, unlabelled.label_selector,
+                                         "EndpointSlices (unlabelled; none exist here)")
+    report.lists = [slices_cost, services_cost, unlabelled_cost]
     (workdir / "slices.json").write_bytes(slices_body)
     (workdir / "services.json").write_bytes(services_body)
 

@@ -215,7 +215,7 @@ class Agent:
                 return self.truth.replace_namespaces(event.objects, now)
             return self.truth.replace_slices(
                 event.objects, now, event.namespace,
-                mirrored=event.kind == Kind.MIRRORED_ENDPOINT_SLICE)
+                unlabelled=event.kind == Kind.UNLABELLED_ENDPOINT_SLICE)
         deleted = event.type == "DELETED"
         if event.kind == Kind.SERVICE:
             service = parse_service(event.obj, self._annotations)

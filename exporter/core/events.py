@@ -12,9 +12,10 @@ class Kind(StrEnum):
 
     SERVICE = "Service"
     ENDPOINT_SLICE = "EndpointSlice"
-    MIRRORED_ENDPOINT_SLICE = "MirroredEndpointSlice"
-    """Slices that the EndpointSliceMirroring controller copies from hand-written Endpoints:
-    CoreDNS serves them, and they never carry the headless label."""
+    UNLABELLED_ENDPOINT_SLICE = "UnlabelledEndpointSlice"
+    """Slices without the headless label that the EndpointSlice controller did not make: the
+    mirroring controller's copies of hand-written Endpoints, and hand-made slices. CoreDNS
+    serves them as it serves the others."""
     NAMESPACE = "Namespace"
     """Namespaces that match the kubernetes plugin's `namespace_labels`: only those exposed."""
     DNS_SERVICE = "DnsService"

@@ -32,7 +32,8 @@ SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 TRIGGER_ANNOTATION = "endpoints.kubernetes.io/last-change-trigger-time"
 HEADLESS_LABEL = "service.kubernetes.io/headless"
 MANAGED_BY_LABEL = "endpointslice.kubernetes.io/managed-by"
-MIRRORING_CONTROLLER = "endpointslicemirroring-controller.k8s.io"
+SLICE_CONTROLLER = "endpointslice-controller.k8s.io"
+"""The EndpointSlice controller, which labels every slice of a headless Service headless."""
 
 
 class ObjectError(ValueError):
@@ -81,8 +82,10 @@ class SliceState:
     trigger_time: float | None
     """`last-change-trigger-time` as Unix seconds, on the pod's node clock."""
     invalid_addresses: int = 0
-    mirrored: bool = False
-    """Made by the mirroring controller, so it reaches the agent through its own watch."""
+    unlabelled: bool = False
+    """Without the headless label and not the EndpointSlice controller's: the mirroring
+    controller's copy of hand-written Endpoints, or a hand-made slice. It reaches the agent
+    through a watch of its own."""
     outside_labels: bool = False
     """Its labels miss the kubernetes plugin's `labels` selector: CoreDNS never sees it."""
 
@@ -266,8 +269,8 @@ def parse_slice(obj: Any, pod_names: bool = False,
         ports=_ports(body.get("ports"), where),
         trigger_time=parse_trigger_time(annotations.get(TRIGGER_ANNOTATION)),
         invalid_addresses=invalid,
-        mirrored=labels.get(MANAGED_BY_LABEL) == MIRRORING_CONTROLLER
-        and labels.get(HEADLESS_LABEL) is None,
+        unlabelled=labels.get(HEADLESS_LABEL) is None
+        and labels.get(MANAGED_BY_LABEL) != SLICE_CONTROLLER,
         outside_labels=plugin_labels is not None
         and not plugin_labels({str(k): str(v) for k, v in labels.items()}),
     )

@@ -247,9 +247,9 @@ class Truth:
         return self._replace(adopt, changed, now)
 
     def replace_slices(self, slices: Iterable[SliceState], now: float,
-                       namespace: str | None = None, mirrored: bool = False) -> list[Update]:
+                       namespace: str | None = None, unlabelled: bool = False) -> list[Update]:
         """A relist of one slice watch in `namespace` (None: all), like replace_services:
-        the headless watch's or the mirrored one's, so the other watch's slices stay."""
+        the headless watch's or the unlabelled one's, so the other watch's slices stay."""
         fresh: dict[Target, dict[str, SliceState]] = {}
         for one in slices:
             fresh.setdefault(one.target, {})[one.name] = one
@@ -258,7 +258,7 @@ class Truth:
             if not _within(target, namespace):
                 continue
             old = self.slices.get(target, {})
-            new = {name: one for name, one in old.items() if one.mirrored != mirrored}
+            new = {name: one for name, one in old.items() if one.unlabelled != unlabelled}
             new.update(fresh.get(target, {}))
             if new != old:
                 changed[target] = new

@@ -33,8 +33,8 @@ from exporter.core.events import (
 from exporter.core.objects import (
     HEADLESS_LABEL,
     MANAGED_BY_LABEL,
-    MIRRORING_CONTROLLER,
     SERVICE_NAME_LABEL,
+    SLICE_CONTROLLER,
     ListDecoder,
     parse_status,
     parse_watch_event,
@@ -88,17 +88,17 @@ class Resource:
 def resources(namespaces: tuple[str, ...], dns_namespace: str,
               dns_service: str, namespace_labels: str = "", *, dns: bool = True,
               members: Target | None = None) -> list[Resource]:
-    """Headless slices (the controller labels them; hand-made slices opt in with the same
-    label), mirrored slices (the mirroring controller never adds that label; the selectors are
-    disjoint, so no slice comes twice), all Services (headless is a spec field, not a label),
-    the kube-dns pieces (with `dns`), with `namespace_labels` (the kubernetes plugin's
-    option of that name) the Namespaces that CoreDNS exposes, and with `members` the slices
-    of the agents' own Service."""
+    """Headless slices (the controller labels them), the slices without that label that the
+    controller did not make (the mirroring controller's and hand-made ones, which CoreDNS
+    serves too; the selectors are disjoint, so no slice comes twice), all Services (headless
+    is a spec field, not a label), the kube-dns pieces (with `dns`), with `namespace_labels`
+    (the kubernetes plugin's option of that name) the Namespaces that CoreDNS exposes, and
+    with `members` the slices of the agents' own Service."""
     scopes: tuple[str | None, ...] = namespaces or (None,)
     out = [Resource(Kind.ENDPOINT_SLICE, "discovery.k8s.io", "endpointslices", ns,
                     HEADLESS_LABEL) for ns in scopes]
-    out += [Resource(Kind.MIRRORED_ENDPOINT_SLICE, "discovery.k8s.io", "endpointslices", ns,
-                     f"{MANAGED_BY_LABEL}={MIRRORING_CONTROLLER},!{HEADLESS_LABEL}")
+    out += [Resource(Kind.UNLABELLED_ENDPOINT_SLICE, "discovery.k8s.io", "endpointslices", ns,
+                     f"{MANAGED_BY_LABEL}!={SLICE_CONTROLLER},!{HEADLESS_LABEL}")
             for ns in scopes]
     # Kubernetes 1.31+ can select headless Services server-side; older servers answer 400.
     out += [Resource(Kind.SERVICE, "", "services", ns, field_selector=HEADLESS_SERVICES,

@@ -162,11 +162,11 @@ async def test_mirrored_slices_are_what_coredns_serves(
     kube.create_endpoints_service(NS, name, {"10.2.0.1": "primary", "10.2.0.2": "replica"})
     watches = {r.kind: r for r in resources((NS,), "kube-system", "kube-dns")}
     raw_services, _ = await listed(apiserver, watches[Kind.SERVICE])
-    raw_slices, _ = await listed(apiserver, watches[Kind.MIRRORED_ENDPOINT_SLICE])
+    raw_slices, _ = await listed(apiserver, watches[Kind.UNLABELLED_ENDPOINT_SLICE])
     [service] = [parse_service(s) for s in raw_services if s["metadata"]["name"] == name]
     slices = [s for s in (parse_slice(o, pod_names=pod_names) for o in raw_slices)
               if s.service == name]
-    assert slices and all(s.mirrored for s in slices)
+    assert slices and all(s.unlabelled for s in slices)
     assert misconfigurations(service, slices) == frozenset()
     expected = expected_answers(service, slices, ZONE)
     domain = service_domain(service.target, ZONE)

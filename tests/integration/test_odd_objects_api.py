@@ -2,11 +2,10 @@
 EndpointSlices, each with one to three odd choices among those a cluster can hold (no hostname,
 conditions missing or null, terminating but serving, FQDN and IPv6 slices, no ports or
 unnamed ones, a slice of 1,000 endpoints, duplicated addresses, a slice without its Service
-label, an ExternalName or non-headless Service, 200 KB of annotations, ...). Not a hand-made
-slice without the headless label: the agent does not watch those, by design (they opt in
-with the label: docs/operations.md, "What `run` watches"), and CoreDNS serves them. Some the API
-server refuses; those go to the agent's watch decoder instead (Agent.ingest), where each is
-taken in or counted INVALID, never raised.
+label, a slice without the headless label, made by hand or by some tool, an ExternalName or
+non-headless Service, 200 KB of annotations, ...). Some the API server refuses; those go to
+the agent's watch decoder instead (Agent.ingest), where each is taken in or counted INVALID,
+never raised.
 
 The accepted ones reach the real agent by its real watch while a real CoreDNS serves them.
 The agent must stay up, and once CoreDNS has caught up no record may be stale or missing:
@@ -87,6 +86,28 @@ def _endpoints(s: dict[str, Any]) -> list[dict[str, Any]]:
     return endpoints
 
 
+MANAGED_BY = "endpointslice.kubernetes.io/managed-by"
+CONTROLLER = "endpointslice-controller.k8s.io"
+
+
+def by_controller(s: dict[str, Any]) -> None:
+    labels = s["metadata"]["labels"]
+    if "service.kubernetes.io/headless" not in labels:
+        raise KeyError("the controller labels every slice of a headless Service headless")
+    labels[MANAGED_BY] = CONTROLLER
+
+
+def unlabelled(s: dict[str, Any], managed_by: str | None) -> None:
+    """Without the headless label, managed by `managed_by` (None: no such label)."""
+    labels = s["metadata"]["labels"]
+    if labels.get(MANAGED_BY) == CONTROLLER:
+        raise KeyError("the controller labels every slice of a headless Service headless")
+    labels.pop("service.kubernetes.io/headless")
+    labels.pop(MANAGED_BY)
+    if managed_by is not None:
+        labels[MANAGED_BY] = managed_by
+
+
 Oddity = Callable[[dict[str, Any], random.Random], object]
 """Changes an object in place."""
 
@@ -113,8 +134,9 @@ SLICE_ODDITIES: dict[str, Oddity] = {
     "UDP port": lambda s, r: s.update(ports=[{"name": "dns", "port": 53, "protocol": "UDP"}]),
     "no Service label": lambda s, r: s["metadata"]["labels"].pop(
         "kubernetes.io/service-name"),
-    "managed by the controller": lambda s, r: s["metadata"]["labels"].update(
-        {"endpointslice.kubernetes.io/managed-by": "endpointslice-controller.k8s.io"}),
+    "managed by the controller": lambda s, r: by_controller(s),
+    "no headless label": lambda s, r: unlabelled(s, "dse-odd"),
+    "made by hand": lambda s, r: unlabelled(s, None),
     "targetRef to a Node": lambda s, r: _endpoints(s)[0].update(
         targetRef={"kind": "Node", "name": "n1"}),
     "zone and hints": lambda s, r: _endpoints(s)[0].update(

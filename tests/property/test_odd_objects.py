@@ -109,7 +109,7 @@ EVENTS = st.one_of(
     st.tuples(st.just(Kind.SERVICE), st.sampled_from(["ADDED", "MODIFIED", "DELETED"]),
               mutated(service("web"))),
     st.tuples(st.sampled_from([Kind.ENDPOINT_SLICE, Kind.SERVICE, Kind.DNS_ENDPOINT_SLICE,
-                               Kind.MIRRORED_ENDPOINT_SLICE]),
+                               Kind.UNLABELLED_ENDPOINT_SLICE]),
               st.sampled_from(["ADDED", "MODIFIED", "BOOKMARK", "WEIRD"]), ODD_VALUES))
 
 

@@ -35,7 +35,8 @@ def slice_(name: str, *endpoints: dict[str, Any], family: str = "IPv4",
            ports: list[dict[str, Any]] | None = None, trigger: str | None = None,
            svc: str = "web") -> dict[str, Any]:
     meta: dict[str, Any] = {"name": name, "namespace": "ns", "resourceVersion": "7",
-                            "labels": {"kubernetes.io/service-name": svc}}
+                            "labels": {"kubernetes.io/service-name": svc,
+                                       "service.kubernetes.io/headless": ""}}
     if trigger:
         meta["annotations"] = {"endpoints.kubernetes.io/last-change-trigger-time": trigger}
     return {"metadata": meta, "addressType": family, "endpoints": list(endpoints),
@@ -265,27 +266,39 @@ def test_a_relist_of_one_namespace_keeps_the_others() -> None:
     assert [(u.target, u.answers) for u in gone] == [(Target("other", "web"), None)]
 
 
-def mirrored(one: dict[str, Any]) -> dict[str, Any]:
-    one["metadata"]["labels"]["endpointslice.kubernetes.io/managed-by"] = \
-        "endpointslicemirroring-controller.k8s.io"
+def unlabelled(one: dict[str, Any], managed_by: str | None = None) -> dict[str, Any]:
+    """The slice without the headless label, managed by `managed_by`: by default the
+    mirroring controller, "" for no managed-by label (a slice made by hand)."""
+    labels = one["metadata"]["labels"]
+    del labels["service.kubernetes.io/headless"]
+    if managed_by != "":
+        labels["endpointslice.kubernetes.io/managed-by"] = \
+            managed_by or "endpointslicemirroring-controller.k8s.io"
     return one
 
 
-def test_a_mirrored_slice_is_one_only_when_it_lacks_the_headless_label() -> None:
-    assert parse_slice(mirrored(slice_("m", endpoint("10.0.0.1")))).mirrored
-    both = mirrored(slice_("m", endpoint("10.0.0.1")))
+def test_a_slice_is_unlabelled_when_it_lacks_the_headless_label_and_is_not_the_controllers(
+) -> None:
+    """As the two slice watches select them: docs/operations.md, "What `run` watches"."""
+    assert parse_slice(unlabelled(slice_("m", endpoint("10.0.0.1")))).unlabelled
+    assert parse_slice(unlabelled(slice_("by-hand", endpoint("10.0.0.1")), "")).unlabelled
+    assert parse_slice(unlabelled(slice_("by-tool", endpoint("10.0.0.1")), "tool")).unlabelled
+    both = unlabelled(slice_("m", endpoint("10.0.0.1")))
     both["metadata"]["labels"]["service.kubernetes.io/headless"] = ""
-    assert not parse_slice(both).mirrored  # the headless watch delivers it
-    assert not parse_slice(slice_("h", endpoint("10.0.0.1"))).mirrored
+    assert not parse_slice(both).unlabelled  # the headless watch delivers it
+    assert not parse_slice(slice_("h", endpoint("10.0.0.1"))).unlabelled
+    # A non-headless Service's slice, which neither watch selects.
+    cluster_ip = unlabelled(slice_("c", endpoint("10.0.0.1")), "endpointslice-controller.k8s.io")
+    assert not parse_slice(cluster_ip).unlabelled
 
 
 def test_a_relist_replaces_only_its_own_watch_s_slices() -> None:
     truth = Truth("cluster.local", lambda s: True, 10)
     truth.apply_service(parse_service(service("web", selector={})), 0.0)
     truth.apply_slice(parse_slice(slice_("h", endpoint("10.0.0.1"))), 0.0, 0.0)
-    truth.apply_slice(parse_slice(mirrored(slice_("m", endpoint("10.0.0.2")))), 0.0, 0.0)
-    # The mirrored watch relists and finds its slice gone: the headless one stays.
-    [update] = truth.replace_slices([], 1.0, mirrored=True)
+    truth.apply_slice(parse_slice(unlabelled(slice_("m", endpoint("10.0.0.2")))), 0.0, 0.0)
+    # The unlabelled watch relists and finds its slice gone: the headless one stays.
+    [update] = truth.replace_slices([], 1.0, unlabelled=True)
     assert update.answers is not None and update.gap
     assert update.answers[Question(D, "A")] == {"10.0.0.1"}
     assert truth.replace_slices([parse_slice(slice_("h", endpoint("10.0.0.1")))], 2.0) == []
