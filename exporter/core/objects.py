@@ -154,8 +154,10 @@ def _list(raw: Any, what: str) -> list[Any]:
 
 _SHARED_PORTS: dict[tuple[PortSpec, ...], tuple[PortSpec, ...]] = {}
 """Port lists read so far, each kept once: most Services and slices have one of a few, and
-a copy of each costs about 200 bytes. Bounded, as hostile objects could vary them all."""
+a copy of each costs about 200 bytes. Bounded in count and length, as odd objects could vary
+them all."""
 _SHARED_PORTS_MAX = 4096
+_SHARED_PORTS_LONGEST = 8
 
 
 def _ports(raw: Any, where: str) -> tuple[PortSpec, ...]:
@@ -170,7 +172,8 @@ def _ports(raw: Any, where: str) -> tuple[PortSpec, ...]:
         )
     read = tuple(ports)
     shared = _SHARED_PORTS.get(read)
-    if shared is None and len(_SHARED_PORTS) < _SHARED_PORTS_MAX:
+    if shared is None and len(read) <= _SHARED_PORTS_LONGEST \
+            and len(_SHARED_PORTS) < _SHARED_PORTS_MAX:
         shared = _SHARED_PORTS[read] = read
     return shared or read
 

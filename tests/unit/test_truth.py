@@ -382,3 +382,13 @@ def test_services_by_name() -> None:
     selected = Selection(services=frozenset({Target("ns", "web")})).matcher()
     assert selected(parse_service(service("web")))
     assert not selected(parse_service(service("api")))
+
+
+def test_equal_port_lists_are_kept_once_and_long_ones_not_at_all() -> None:
+    """10,000 Services with the same port list hold one copy of it; an odd object with many
+    ports is not kept past its own life."""
+    first, second = parse_service(service("a")), parse_slice(slice_("b", endpoint("10.0.0.1")))
+    assert first.ports is second.ports
+    many = [{"name": f"p{i}", "port": 1000 + i, "protocol": "TCP"} for i in range(9)]
+    one, other = (parse_slice(slice_(n, endpoint("10.0.0.1"), ports=many)) for n in "cd")
+    assert one.ports == other.ports and one.ports is not other.ports
