@@ -21,7 +21,9 @@ async def test_garbage_makes_no_window_and_every_answer_is_classified() -> None:
     # probe the stop cut short; a right answer that a loaded machine took in late is a timeout.
     got, expected, cut = report.got(), report.expected(), report.in_flight()
     slack = 2 + ANSWERS // 1000  # random garbage whose ID hit another query in flight
-    late = ANSWERS // 100  # answers a loaded machine read after the probe's deadline: timeouts
+    # Right answers a loaded machine reads after the probe's deadline are timeouts: 46 to 127
+    # of 10,000 were seen when other tests or a soak shared the two cores.
+    late = ANSWERS // 25
     assert 0 <= cut <= ANSWERS // 10
     assert set(got) <= {"answer", "malformed", "timeout"}, got
     assert (expected["malformed"] - cut - late <= got["malformed"]
