@@ -353,8 +353,9 @@ class Comparator:
                     outcome.changed.add(question)
             qs.in_truth = question in answers
             new = answers.get(question, frozenset())
-            removed = [v for v in qs.expected if v not in new]
-            added = [v for v in new if v not in qs.expected]
+            old = qs.expected
+            removed = [v for v in old if v not in new]
+            added = [v for v in new if v not in old]
             if removed or added:
                 qs.expect(new)
                 qs.changed_at = update.stamp.seen
@@ -426,14 +427,15 @@ class Comparator:
         confirm = self.confirm if obs.server in self.balanced else 1
         self._close(STALE, cell, cell.stale, qs, obs, outcome, confirm)
         self._close(PROPAGATION, cell, cell.missing, qs, obs, outcome, confirm)
+        expected = qs.expected
         for value in answer:
-            if value not in qs.expected and value not in cell.stale:
+            if value not in expected and value not in cell.stale:
                 cause = qs.removed.get(value) if self.synced else None
                 if cause is not None and cell.sampled.get(value) is cause:
                     cause = None  # a late replica of a removal already measured
                 cell.stale[value] = _Open(cause, at, at, obs.sent, seen_ttl=obs.ttl)
                 self._open.add((obs.question, obs.server))
-        for value in qs.expected if obs.complete else ():
+        for value in expected if obs.complete else ():
             if value not in answer and value not in cell.missing:
                 cell.missing[value] = _Open(None, at, at, obs.sent, seen_ttl=obs.ttl,
                                             seen_empty=not answer)
